@@ -1,0 +1,153 @@
+//! The application: wires config, store, calendar, planner, outbox and channels together.
+//! `tick(now)` is one full cycle — snapshot → plan → record → deliver what the send window
+//! allows at `now`. The scheduler calls it with the wall clock; `tick --at` with any instant.
+
+use crate::calendar::Calendar;
+use crate::channels::EmailChannel;
+use crate::config::{redact_url, Config};
+use crate::delivery::{Deliverer, DeliveryStats};
+use crate::domain::Notice;
+use crate::outbox::in_send_window;
+use crate::planner::{plan, Snapshot};
+use crate::render::Renderer;
+use crate::store::{PlanningWindow, Store};
+use anyhow::Context;
+use chrono::{DateTime, Days};
+use chrono_tz::Tz;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// What one tick did, for logs, `tick`'s summary and the daemon's status line.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TickReport {
+    pub at: String,
+    pub owed: usize,
+    pub recorded: usize,
+    pub in_send_window: bool,
+    pub delivery: DeliveryStats,
+}
+
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Store,
+    /// The yearly calendar files, read once; imported days are laid over them per tick.
+    base_calendar: Calendar,
+    /// Identifies this process's leases in the outbox.
+    pub owner: String,
+}
+
+impl App {
+    /// Opens the store (migrating it) and reads the calendar files.
+    pub async fn open(config: Arc<Config>) -> anyhow::Result<App> {
+        let db = &config.raw.database;
+        let store = Store::open(&db.url, db.max_connections, db.sqlite_busy_timeout_ms)
+            .await
+            .with_context(|| format!("cannot open the database {}", redact_url(&db.url)))?;
+        let base_calendar = Calendar::load(config.calendar_dir()).context("cannot load the calendar")?;
+        let owner = format!(
+            "{}:{}:{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().to_string()[..8]
+        );
+        Ok(App {
+            config,
+            store,
+            base_calendar,
+            owner,
+        })
+    }
+
+    /// The calendar files with the imported days laid over them.
+    pub async fn calendar(&self) -> anyhow::Result<Calendar> {
+        let mut calendar = self.base_calendar.clone();
+        for day in self.store.calendar_days().await? {
+            calendar.set_day(&day);
+        }
+        Ok(calendar)
+    }
+
+    /// Everyone, plus the directives that can owe anything at `now`.
+    pub async fn snapshot(&self, calendar: &Calendar, now: DateTime<Tz>) -> anyhow::Result<Snapshot> {
+        let today = now.date_naive();
+        let policy = &self.config.raw.policy;
+        let window = PlanningWindow {
+            due_until: calendar.add_working_days(today, policy.horizon_working_days()),
+            closed_since: today
+                .checked_sub_days(Days::new(u64::from(policy.closed_lookback_days)))
+                .unwrap_or(today),
+        };
+        Ok(Snapshot::new(
+            self.store.units().await?,
+            self.store.people().await?,
+            self.store.planning_directives(window).await?,
+        ))
+    }
+
+    /// Every notice owed at `now` (recorded or not), in plan order.
+    pub async fn owed(&self, now: DateTime<Tz>) -> anyhow::Result<Vec<Notice>> {
+        let calendar = self.calendar().await?;
+        let snapshot = self.snapshot(&calendar, now).await?;
+        Ok(plan(&snapshot, &self.config.raw.policy, &calendar, now))
+    }
+
+    /// Notices owed at `now` that the outbox does not hold yet.
+    pub async fn unrecorded(&self, now: DateTime<Tz>) -> anyhow::Result<Vec<Notice>> {
+        let owed = self.owed(now).await?;
+        let keys: Vec<String> = owed.iter().map(|n| n.key.clone()).collect();
+        let known = self.store.known_keys(&keys).await?;
+        Ok(owed.into_iter().filter(|n| !known.contains(&n.key)).collect())
+    }
+
+    /// One full cycle at `now`.
+    pub async fn tick(
+        &self,
+        now: DateTime<Tz>,
+        renderer: &Renderer,
+        email: &EmailChannel,
+        stopping: &AtomicBool,
+    ) -> anyhow::Result<TickReport> {
+        let calendar = self.calendar().await?;
+        let snapshot = self.snapshot(&calendar, now).await?;
+        let owed = plan(&snapshot, &self.config.raw.policy, &calendar, now);
+        let recorded = self.store.enqueue(&owed, now.timestamp()).await?;
+        let in_window = in_send_window(&self.config, &calendar, now);
+        let delivery = if in_window {
+            Deliverer {
+                config: &self.config,
+                store: &self.store,
+                renderer,
+                email,
+                owner: &self.owner,
+                stopping,
+            }
+            .deliver(&snapshot, &calendar, now)
+            .await?
+        } else {
+            DeliveryStats::default()
+        };
+        Ok(TickReport {
+            at: now.to_rfc3339(),
+            owed: owed.len(),
+            recorded,
+            in_send_window: in_window,
+            delivery,
+        })
+    }
+
+    pub fn renderer(&self) -> anyhow::Result<Renderer> {
+        let dir = self.config.raw.mail.templates_dir.trim();
+        Renderer::new((!dir.is_empty()).then(|| Path::new(dir))).context("cannot load the email templates")
+    }
+
+    pub fn email_channel(&self) -> anyhow::Result<EmailChannel> {
+        EmailChannel::from_config(&self.config).context("cannot set up email delivery")
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "host".into())
+}

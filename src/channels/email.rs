@@ -1,0 +1,231 @@
+//! The email channel: composes MIME messages (multipart/alternative, text then HTML, with a
+//! stable Message-ID) and sends stored messages through lettre's pooled async SMTP transport,
+//! one recipient per transaction, each send under a timeout — or writes `.eml` files.
+
+use super::DeliveryError;
+use crate::config::{Config, MailTransport, TlsMode};
+use chrono::{DateTime, Utc};
+use lettre::address::Envelope;
+use lettre::message::header::{ContentType, Date, MessageId};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::RwLock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmailSetupError {
+    #[error("mail.smtp.password_file {path}: {source}")]
+    Password { path: String, source: std::io::Error },
+    #[error("mail.smtp.ca_file {path}: {reason}")]
+    Ca { path: String, reason: String },
+    #[error("mail.smtp: {0}")]
+    Smtp(String),
+    #[error("mail.file_dir {path}: {source}")]
+    FileDir { path: String, source: std::io::Error },
+}
+
+/// The pieces of one email before it becomes bytes.
+pub struct Draft<'a> {
+    pub from: &'a Mailbox,
+    pub to_name: &'a str,
+    pub to_address: &'a str,
+    pub subject: &'a str,
+    pub text: String,
+    pub html: String,
+    pub message_id: &'a str,
+    pub date: DateTime<Utc>,
+}
+
+/// Builds the RFC 5322 bytes (ASCII: lettre encodes Vietnamese headers per RFC 2047 and
+/// bodies as quoted-printable or base64, with CRLF line ends).
+pub fn compose(draft: Draft<'_>) -> Result<String, DeliveryError> {
+    let address: Address = draft
+        .to_address
+        .parse()
+        .map_err(|e| DeliveryError::Permanent(format!("invalid address {:?}: {e}", draft.to_address)))?;
+    let to = Mailbox::new(Some(draft.to_name.to_string()), address);
+    let message = Message::builder()
+        .from(draft.from.clone())
+        .to(to)
+        .subject(draft.subject)
+        .header(MessageId::from(draft.message_id.to_string()))
+        .header(Date::new(SystemTime::from(draft.date)))
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(draft.text))
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(draft.html)),
+        )
+        .map_err(|e| DeliveryError::Permanent(format!("cannot build message: {e}")))?;
+    String::from_utf8(message.formatted())
+        .map_err(|e| DeliveryError::Permanent(format!("message is not ASCII/UTF-8: {e}")))
+}
+
+enum Transport {
+    Smtp {
+        /// Replaced wholesale after a timeout, so a connection left mid-dialogue is never
+        /// handed to the next send.
+        current: RwLock<Arc<AsyncSmtpTransport<Tokio1Executor>>>,
+        make: Box<dyn Fn() -> AsyncSmtpTransport<Tokio1Executor> + Send + Sync>,
+    },
+    File(PathBuf),
+}
+
+/// Sends stored email messages.
+pub struct EmailChannel {
+    from: Mailbox,
+    transport: Transport,
+    timeout: Duration,
+}
+
+impl EmailChannel {
+    pub fn from_config(config: &Config) -> Result<EmailChannel, EmailSetupError> {
+        let timeout = Duration::from_secs(config.raw.mail.smtp.timeout_seconds);
+        let transport = match config.transport {
+            MailTransport::File => {
+                let dir = PathBuf::from(&config.raw.mail.file_dir);
+                std::fs::create_dir_all(&dir).map_err(|source| EmailSetupError::FileDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+                Transport::File(dir)
+            }
+            MailTransport::Smtp => {
+                let make = smtp_factory(config)?;
+                Transport::Smtp {
+                    current: RwLock::new(Arc::new(make())),
+                    make,
+                }
+            }
+        };
+        Ok(EmailChannel {
+            from: config.from.clone(),
+            transport,
+            timeout,
+        })
+    }
+
+    pub fn from_mailbox(&self) -> &Mailbox {
+        &self.from
+    }
+
+    /// Sends one stored message to its one recipient.
+    pub async fn send(&self, message_id: &str, address: &str, raw: &str) -> Result<(), DeliveryError> {
+        match &self.transport {
+            Transport::File(dir) => write_eml(dir, message_id, raw).await,
+            Transport::Smtp { current, make } => {
+                let to: Address = address
+                    .parse()
+                    .map_err(|e| DeliveryError::Permanent(format!("invalid address {address:?}: {e}")))?;
+                let envelope = Envelope::new(Some(self.from.email.clone()), vec![to])
+                    .map_err(|e| DeliveryError::Permanent(format!("envelope: {e}")))?;
+                let transport = current.read().await.clone();
+                match tokio::time::timeout(self.timeout, transport.send_raw(&envelope, raw.as_bytes())).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(classify(&e)),
+                    Err(_) => {
+                        *current.write().await = Arc::new(make());
+                        Err(DeliveryError::Transient(format!(
+                            "no answer within {}s (the server may still have accepted it; a retry keeps the same Message-ID)",
+                            self.timeout.as_secs()
+                        )))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 4xx and connection trouble are worth retrying; 5xx is not.
+fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
+    if e.is_permanent() {
+        DeliveryError::Permanent(e.to_string())
+    } else {
+        DeliveryError::Transient(e.to_string())
+    }
+}
+
+async fn write_eml(dir: &Path, message_id: &str, raw: &str) -> Result<(), DeliveryError> {
+    let name: String = message_id
+        .trim_matches(|c| c == '<' || c == '>')
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .collect();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(format!("{name}.eml"));
+    let io = |e: std::io::Error| DeliveryError::Transient(format!("{}: {e}", path.display()));
+    tokio::fs::write(&tmp, raw).await.map_err(io)?;
+    tokio::fs::rename(&tmp, &path).await.map_err(io)
+}
+
+type Factory = Box<dyn Fn() -> AsyncSmtpTransport<Tokio1Executor> + Send + Sync>;
+
+fn smtp_factory(config: &Config) -> Result<Factory, EmailSetupError> {
+    let smtp = &config.raw.mail.smtp;
+    let tls = match config.tls {
+        TlsMode::None => None,
+        mode => {
+            let mut params = TlsParameters::builder(smtp.host.clone());
+            if !smtp.ca_file.is_empty() {
+                let ca_error = |reason: String| EmailSetupError::Ca {
+                    path: smtp.ca_file.clone(),
+                    reason,
+                };
+                let pem = std::fs::read(&smtp.ca_file).map_err(|e| ca_error(e.to_string()))?;
+                let cert = Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
+                params = params.add_root_certificate(cert);
+            }
+            let params = params.build_rustls().map_err(|e| EmailSetupError::Smtp(e.to_string()))?;
+            Some(if mode == TlsMode::Tls {
+                Tls::Wrapper(params)
+            } else {
+                Tls::Required(params)
+            })
+        }
+    };
+    let credentials = if smtp.username.is_empty() {
+        None
+    } else {
+        let path = resolve_credential(&smtp.password_file);
+        let password = std::fs::read_to_string(&path).map_err(|source| EmailSetupError::Password {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Some(Credentials::new(smtp.username.clone(), password.trim_end_matches(['\r', '\n']).to_string()))
+    };
+    let host = smtp.host.clone();
+    let port = smtp.port;
+    let timeout = Duration::from_secs(smtp.timeout_seconds);
+    let pool_size = smtp.pool_size;
+    Ok(Box::new(move || {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+            .port(port)
+            .timeout(Some(timeout))
+            .pool_config(PoolConfig::new().max_size(pool_size));
+        if let Some(tls) = &tls {
+            builder = builder.tls(tls.clone());
+        }
+        if let Some(credentials) = &credentials {
+            builder = builder.credentials(credentials.clone());
+        }
+        builder.build()
+    }))
+}
+
+/// A bare file name is looked up in systemd's `$CREDENTIALS_DIRECTORY` (LoadCredential=).
+pub fn resolve_credential(name: &str) -> PathBuf {
+    let path = PathBuf::from(name);
+    if path.components().count() == 1 {
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+            let candidate = PathBuf::from(dir).join(&path);
+            if candidate.exists() {
+                return candidate;
+            }
+        }
+    }
+    path
+}

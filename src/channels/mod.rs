@@ -1,0 +1,18 @@
+//! Channels: the last hop, from a recorded message to the outside world. A channel sends the
+//! stored bytes as they are and classifies failure as transient (retry later) or permanent
+//! (dead: retrying cannot help); it never decides what to send.
+
+pub mod email;
+
+pub use email::EmailChannel;
+
+/// Why a send failed, and whether trying again later can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// 4xx replies, timeouts, refused or dropped connections: retry with backoff.
+    #[error("temporary failure: {0}")]
+    Transient(String),
+    /// 5xx replies and malformed addresses: retrying will not help.
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+}

@@ -1,0 +1,301 @@
+//! The command line: parses arguments and runs one subcommand against the application.
+//! Output formats here (`plan --json`, `status --json`) are a contract for scripts.
+
+use crate::app::App;
+use crate::config::Config;
+use crate::domain::Notice;
+use crate::import::{read_files, KnownCodes};
+use crate::planner::Snapshot;
+use crate::time::parse_instant;
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use clap::{Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "nhacviec", version, about = "Nhắc việc: reminders, escalations and alarms for assigned directives")]
+pub struct Cli {
+    /// Configuration file (else $NHACVIEC_CONFIG, /etc/nhacviec/nhacviec.toml, config/nhacviec.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or update the database schema.
+    Migrate,
+    /// Import units, people, directives and calendar days (JSON or CSV); all or nothing.
+    Import {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Show what is owed at TIME and not yet recorded in the outbox.
+    Plan {
+        /// RFC 3339 instant (a time without offset is local to the agency); default now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One full cycle as if the clock read TIME: plan, record, deliver what the window allows.
+    Tick {
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+    /// The daemon: wake on the configured cron schedule and tick, until SIGTERM/SIGINT.
+    Run,
+    /// Notices and messages by state, and dead letters with their reasons.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration and print it (secrets redacted).
+    CheckConfig,
+    /// Send one test email now, bypassing the outbox.
+    SendTest {
+        #[arg(long, value_name = "ADDRESS")]
+        to: String,
+    },
+}
+
+/// Runs the parsed command; errors carry the one-line reason main prints.
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    match cli.command {
+        Command::CheckConfig => check_config(&config),
+        Command::Migrate => {
+            App::open(config).await?;
+            println!("database schema is up to date");
+            Ok(())
+        }
+        Command::Import { files } => import(config, &files).await,
+        Command::Plan { at, json } => plan(config, at.as_deref(), json).await,
+        Command::Tick { at } => tick(config, at.as_deref()).await,
+        Command::Run => crate::scheduler::run(config).await,
+        Command::Status { json } => status(config, json).await,
+        Command::SendTest { to } => send_test(config, &to).await,
+    }
+}
+
+fn instant(config: &Config, at: Option<&str>) -> anyhow::Result<DateTime<Tz>> {
+    match at {
+        Some(text) => parse_instant(text, config.timezone).map_err(anyhow::Error::msg),
+        None => Ok(Utc::now().with_timezone(&config.timezone)),
+    }
+}
+
+fn check_config(config: &Config) -> anyhow::Result<()> {
+    let calendar = crate::calendar::Calendar::load(config.calendar_dir())?;
+    let mut out = std::io::stdout().lock();
+    match &config.source {
+        Some(path) => writeln!(out, "# configuration: built-in defaults + {} + environment", path.display())?,
+        None => writeln!(out, "# configuration: built-in defaults + environment (no file)")?,
+    }
+    for year in calendar.years() {
+        let mark = if year.provisional { " (PROVISIONAL)" } else { "" };
+        writeln!(out, "# calendar {}{}: {}", year.year, mark, year.source)?;
+    }
+    let today = Utc::now().with_timezone(&config.timezone).date_naive();
+    for year in calendar.missing_years(today) {
+        writeln!(out, "# WARNING: no calendar file for {year}: add config/calendar/{year}.toml (holidays and working Saturdays)")?;
+    }
+    writeln!(out, "{}", config.to_redacted_toml())?;
+    Ok(())
+}
+
+async fn import(config: Arc<Config>, files: &[PathBuf]) -> anyhow::Result<()> {
+    let app = App::open(config).await?;
+    let known = KnownCodes {
+        units: app.store.existing_codes("units").await?.into_iter().collect(),
+        people: app.store.existing_codes("people").await?.into_iter().collect(),
+    };
+    let calendar = app.calendar().await?;
+    let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+    let batch = read_files(&paths, &known, &calendar).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let counts = app
+        .store
+        .import(&batch.units, &batch.people, &batch.directives, &batch.calendar, Utc::now().timestamp())
+        .await?;
+    println!(
+        "imported {} unit(s), {} person(s), {} directive(s), {} calendar day(s)",
+        counts.units, counts.people, counts.directives, counts.calendar
+    );
+    Ok(())
+}
+
+async fn plan(config: Arc<Config>, at: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let now = instant(&config, at)?;
+    let app = App::open(config).await?;
+    let notices = app.unrecorded(now).await?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        for notice in &notices {
+            writeln!(out, "{}", serde_json::to_string(notice)?)?;
+        }
+        return Ok(());
+    }
+    let calendar = app.calendar().await?;
+    let snapshot = app.snapshot(&calendar, now).await?;
+    write_plan(&mut out, &snapshot, &notices, now)?;
+    Ok(())
+}
+
+/// The administrator's view of a plan: grouped by recipient, Vietnamese labels.
+fn write_plan(out: &mut impl Write, snapshot: &Snapshot, notices: &[Notice], now: DateTime<Tz>) -> anyhow::Result<()> {
+    let mut by_recipient: BTreeMap<&str, Vec<&Notice>> = BTreeMap::new();
+    for n in notices {
+        by_recipient.entry(n.recipient.as_str()).or_default().push(n);
+    }
+    writeln!(
+        out,
+        "Nhắc việc tại {} ({}): {} thông báo chưa gửi cho {} người",
+        now.format("%d/%m/%Y %H:%M"),
+        now.timezone(),
+        notices.len(),
+        by_recipient.len()
+    )?;
+    for (recipient, list) in by_recipient {
+        let person = snapshot.people.get(recipient);
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} ({}, {})",
+            person.map_or(recipient, |p| p.name.as_str()),
+            recipient,
+            list[0].address
+        )?;
+        for n in list {
+            let directive = n.directive.as_deref().unwrap_or("-");
+            let title = n
+                .directive
+                .as_deref()
+                .and_then(|c| snapshot.directives.iter().find(|d| d.code == c))
+                .map_or("", |d| d.title.as_str());
+            writeln!(out, "  {:<26} {:<6} {:<16} {}", kind_label(n), n.stage, directive, title)?;
+        }
+    }
+    Ok(())
+}
+
+fn kind_label(n: &Notice) -> &'static str {
+    use crate::domain::{Ladder, NoticeKind};
+    match (n.kind, n.ladder) {
+        (NoticeKind::Upcoming, _) => "sắp đến hạn",
+        (NoticeKind::DueToday, _) => "đến hạn hôm nay",
+        (NoticeKind::Overdue, _) => "quá hạn",
+        (NoticeKind::Escalation, Ladder::EscalateHead) => "báo cáo trưởng phòng",
+        (NoticeKind::Escalation, Ladder::EscalateLeader) => "báo cáo lãnh đạo khối",
+        (NoticeKind::Escalation, _) => "báo cáo chánh thanh tra",
+        (NoticeKind::ClosedIncomplete, _) => "kết thúc chưa hoàn thành",
+        (NoticeKind::Unassigned, Ladder::MissingDueDate) => "chưa có hạn xử lý",
+        (NoticeKind::Unassigned, _) => "chưa phân công",
+        (NoticeKind::Digest, _) => "báo cáo tuần",
+    }
+}
+
+async fn tick(config: Arc<Config>, at: Option<&str>) -> anyhow::Result<()> {
+    let now = instant(&config, at)?;
+    let app = App::open(config).await?;
+    let renderer = app.renderer()?;
+    let email = app.email_channel()?;
+    let stopping = AtomicBool::new(false);
+    let report = app.tick(now, &renderer, &email, &stopping).await?;
+    let d = &report.delivery;
+    println!(
+        "tick at {}: {} owed, {} newly recorded; {}; {} message(s) created, {} sent, {} to retry, {} dead, {} superseded",
+        report.at,
+        report.owed,
+        report.recorded,
+        if report.in_send_window { "inside the send window" } else { "outside the send window, nothing sent" },
+        d.messages_created,
+        d.sent,
+        d.retry_later,
+        d.dead,
+        d.superseded
+    );
+    Ok(())
+}
+
+async fn status(config: Arc<Config>, json: bool) -> anyhow::Result<()> {
+    let app = App::open(config).await?;
+    let report = app.store.status_report(100).await?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        return Ok(());
+    }
+    let line = |pairs: &[(String, i64)]| {
+        if pairs.is_empty() {
+            "none".to_string()
+        } else {
+            pairs.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", ")
+        }
+    };
+    writeln!(out, "notices:  {}", line(&report.counts.notices))?;
+    writeln!(out, "messages: {}", line(&report.counts.messages))?;
+    if report.retrying > 0 {
+        let next = report
+            .next_retry_at
+            .and_then(|t| DateTime::from_timestamp(t, 0))
+            .map(|t| t.with_timezone(&app.config.timezone).to_rfc3339())
+            .unwrap_or_default();
+        writeln!(out, "retrying: {} message(s), next attempt at {next}", report.retrying)?;
+    }
+    if report.dead_letters.is_empty() {
+        writeln!(out, "dead letters: none")?;
+    } else {
+        writeln!(out, "dead letters ({}):", report.dead_letters.len())?;
+        for d in &report.dead_letters {
+            writeln!(
+                out,
+                "  {} to {} <{}> after {} attempt(s): {}",
+                d.message_id,
+                d.recipient,
+                d.address,
+                d.attempts,
+                d.last_error.as_deref().unwrap_or("?")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+async fn send_test(config: Arc<Config>, to: &str) -> anyhow::Result<()> {
+    let email = crate::channels::EmailChannel::from_config(&config).context("cannot set up email delivery")?;
+    let now = Utc::now();
+    let id = uuid::Uuid::new_v4();
+    let domain = config.from.email.domain().to_string();
+    let message_id = format!("<{id}@{domain}>");
+    let local = now.with_timezone(&config.timezone).format("%d/%m/%Y %H:%M");
+    let text = format!(
+        "Kính gửi: Quản trị hệ thống\n\nĐây là thư thử nghiệm của hệ thống nhắc việc {}, gửi lúc {local} (UTC+7).\n\nTrân trọng./.\n",
+        config.raw.agency.name
+    );
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"vi\"><body><p>Kính gửi: Quản trị hệ thống</p><p>Đây là thư thử nghiệm của hệ thống nhắc việc {}, gửi lúc {local} (UTC+7).</p><p>Trân trọng./.</p></body></html>",
+        config.raw.agency.name
+    );
+    let raw = crate::channels::email::compose(crate::channels::email::Draft {
+        from: &config.from,
+        to_name: "Quản trị hệ thống",
+        to_address: to,
+        subject: "[Nhắc việc] Thư thử nghiệm",
+        text,
+        html,
+        message_id: &message_id,
+        date: now,
+    })?;
+    if let Err(e) = email.send(&message_id, to, &raw).await {
+        bail!("test email to {to} failed: {e}");
+    }
+    println!("test email sent to {to}, Message-ID {message_id}");
+    Ok(())
+}

@@ -1,0 +1,433 @@
+//! Configuration: built-in defaults (`config/default.toml`) ← optional file ← environment
+//! (`NHACVIEC__SECTION__KEY`), deserialized strictly and validated once at start-up into
+//! typed settings. Everything downstream receives these values; nothing reads files or the
+//! environment for settings again.
+
+use crate::policy::Policy;
+use chrono::NaiveTime;
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The built-in defaults, documented key by key.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("configuration key {key}: {reason}")]
+    Key { key: String, reason: String },
+}
+
+fn key_error(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub agency: Agency,
+    pub database: Database,
+    pub calendar: CalendarSettings,
+    pub policy: Policy,
+    pub schedule: Schedule,
+    pub send_window: SendWindow,
+    pub delivery: Delivery,
+    pub mail: Mail,
+    pub http: Http,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agency {
+    pub name: String,
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub url: String,
+    pub max_connections: u32,
+    pub sqlite_busy_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarSettings {
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub scan: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendWindow {
+    pub start: String,
+    pub end: String,
+    pub working_days_only: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    pub group: bool,
+    pub batch_size: u32,
+    pub lease_seconds: u64,
+    pub retry_base_seconds: u64,
+    pub retry_max_seconds: u64,
+    pub max_attempts: u32,
+    pub concurrency: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mail {
+    pub transport: String,
+    pub from: String,
+    pub file_dir: String,
+    pub templates_dir: String,
+    pub message_id_domain: String,
+    pub smtp: Smtp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: String,
+    pub username: String,
+    pub password_file: String,
+    pub ca_file: String,
+    pub pool_size: u32,
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub format: String,
+    pub level: String,
+}
+
+/// Which backend a database URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    None,
+    StartTls,
+    Tls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailTransport {
+    Smtp,
+    File,
+}
+
+/// Settings after validation: the parsed, typed values the program runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub raw: Settings,
+    /// Where the optional file came from, if any.
+    pub source: Option<PathBuf>,
+    pub timezone: Tz,
+    pub backend: Backend,
+    pub scan_cron: croner::Cron,
+    pub window_start: NaiveTime,
+    pub window_end: NaiveTime,
+    pub from: lettre::message::Mailbox,
+    pub transport: MailTransport,
+    pub tls: TlsMode,
+    pub http_listen: Option<std::net::SocketAddr>,
+}
+
+impl Config {
+    /// Loads defaults ← file ← environment and validates. `explicit` is `--config`.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Config::load_from(explicit, &env)
+    }
+
+    /// As [`Config::load`], with the environment passed in (tests give their own).
+    pub fn load_from(explicit: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let source = config_path(explicit, env);
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
+        if let Some(path) = &source {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            // Parse alone first so a syntax error names the file and line.
+            toml::from_str::<toml::Value>(&text).map_err(|e| ConfigError::File {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        let overrides: std::collections::HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("NHACVIEC__"))
+            .cloned()
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("NHACVIEC")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(overrides)),
+        );
+        let merged = builder.build().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let raw: Settings = merged.try_deserialize().map_err(|e| match &source {
+            Some(path) => ConfigError::File {
+                path: path.clone(),
+                reason: e.to_string(),
+            },
+            None => ConfigError::Invalid(e.to_string()),
+        })?;
+        Config::validate(raw, source)
+    }
+
+    fn validate(raw: Settings, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let timezone: Tz = raw.agency.timezone.parse().map_err(|_| {
+            key_error(
+                "agency.timezone",
+                format!("{:?} is not an IANA time zone (e.g. Asia/Ho_Chi_Minh)", raw.agency.timezone),
+            )
+        })?;
+        let backend = backend_of(&raw.database.url)?;
+        if raw.database.max_connections == 0 {
+            return Err(key_error("database.max_connections", "must be at least 1"));
+        }
+        let scan_cron = parse_cron("schedule.scan", &raw.schedule.scan)?;
+        let window_start = parse_time("send_window.start", &raw.send_window.start)?;
+        let window_end = parse_time("send_window.end", &raw.send_window.end)?;
+        if window_end <= window_start {
+            return Err(key_error("send_window.end", "must be later than send_window.start"));
+        }
+        raw.policy.validate().map_err(ConfigError::Invalid)?;
+        if raw.delivery.batch_size == 0 {
+            return Err(key_error("delivery.batch_size", "must be at least 1"));
+        }
+        if raw.delivery.concurrency == 0 {
+            return Err(key_error("delivery.concurrency", "must be at least 1"));
+        }
+        if raw.delivery.max_attempts == 0 {
+            return Err(key_error("delivery.max_attempts", "must be at least 1"));
+        }
+        if raw.delivery.retry_base_seconds == 0 || raw.delivery.retry_max_seconds < raw.delivery.retry_base_seconds {
+            return Err(key_error(
+                "delivery.retry_base_seconds",
+                "must be at least 1 and no more than delivery.retry_max_seconds",
+            ));
+        }
+        if raw.delivery.lease_seconds < 10 {
+            return Err(key_error("delivery.lease_seconds", "must be at least 10 seconds"));
+        }
+        let from = raw.mail.from.parse().map_err(|e| {
+            key_error("mail.from", format!("{:?} is not a mailbox ({e}); e.g. \"Thanh tra tỉnh <nhacviec@example.gov.vn>\"", raw.mail.from))
+        })?;
+        let transport = match raw.mail.transport.as_str() {
+            "smtp" => MailTransport::Smtp,
+            "file" => MailTransport::File,
+            other => return Err(key_error("mail.transport", format!("{other:?}: expected smtp or file"))),
+        };
+        let tls = match raw.mail.smtp.tls.as_str() {
+            "none" => TlsMode::None,
+            "starttls" => TlsMode::StartTls,
+            "tls" => TlsMode::Tls,
+            other => return Err(key_error("mail.smtp.tls", format!("{other:?}: expected none, starttls or tls"))),
+        };
+        if transport == MailTransport::Smtp {
+            if raw.mail.smtp.host.trim().is_empty() {
+                return Err(key_error("mail.smtp.host", "is empty"));
+            }
+            if raw.mail.smtp.port == 0 {
+                return Err(key_error("mail.smtp.port", "must be 1–65535"));
+            }
+            if raw.mail.smtp.pool_size == 0 {
+                return Err(key_error("mail.smtp.pool_size", "must be at least 1"));
+            }
+            if raw.mail.smtp.timeout_seconds == 0 {
+                return Err(key_error("mail.smtp.timeout_seconds", "must be at least 1"));
+            }
+            if !raw.mail.smtp.username.is_empty() && raw.mail.smtp.password_file.is_empty() {
+                return Err(key_error("mail.smtp.password_file", "is required when mail.smtp.username is set"));
+            }
+        }
+        let http_listen = match raw.http.listen.trim() {
+            "" => None,
+            addr => Some(addr.parse().map_err(|_| {
+                key_error("http.listen", format!("{addr:?} is not an address:port such as 127.0.0.1:9187"))
+            })?),
+        };
+        match raw.log.format.as_str() {
+            "text" | "json" => {}
+            other => return Err(key_error("log.format", format!("{other:?}: expected text or json"))),
+        }
+        Ok(Config {
+            raw,
+            source,
+            timezone,
+            backend,
+            scan_cron,
+            window_start,
+            window_end,
+            from,
+            transport,
+            tls,
+            http_listen,
+        })
+    }
+
+    /// The effective configuration as TOML, secrets redacted (passwords never live in config,
+    /// but a database URL may carry one).
+    pub fn to_redacted_toml(&self) -> String {
+        let mut raw = self.raw.clone();
+        raw.database.url = redact_url(&raw.database.url);
+        toml::to_string_pretty(&raw).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+    }
+
+    pub fn calendar_dir(&self) -> Option<&Path> {
+        let dir = self.raw.calendar.dir.trim();
+        (!dir.is_empty()).then(|| Path::new(dir))
+    }
+}
+
+/// `--config`, else `$NHACVIEC_CONFIG`, else /etc/nhacviec/nhacviec.toml, else
+/// config/nhacviec.toml — the first that is given or exists.
+fn config_path(explicit: Option<&Path>, env: &[(String, String)]) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_path_buf());
+    }
+    if let Some((_, path)) = env.iter().find(|(k, v)| k == "NHACVIEC_CONFIG" && !v.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    ["/etc/nhacviec/nhacviec.toml", "config/nhacviec.toml"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+pub fn backend_of(url: &str) -> Result<Backend, ConfigError> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(key_error(
+            "database.url",
+            format!("{:?}: expected sqlite://PATH or postgres://USER@HOST/DB", redact_url(url)),
+        ))
+    }
+}
+
+/// Six-field cron, seconds first, day-of-month AND day-of-week — parsed exactly as
+/// tokio-cron-scheduler will parse it, so what passes here runs there.
+pub fn parse_cron(key: &str, expr: &str) -> Result<croner::Cron, ConfigError> {
+    if expr.split_whitespace().count() < 6 {
+        return Err(key_error(
+            key,
+            format!("{expr:?} has fewer than six fields; write seconds first, e.g. \"0 30 7 * * Mon\""),
+        ));
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map_err(|e| key_error(key, format!("{expr:?} is not a valid cron expression: {e}")))
+}
+
+fn parse_time(key: &str, text: &str) -> Result<NaiveTime, ConfigError> {
+    NaiveTime::parse_from_str(text, "%H:%M")
+        .map_err(|_| key_error(key, format!("{text:?} is not a time of day HH:MM")))
+}
+
+/// The URL with any password replaced by `***`, for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::load_from(None, &env)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.timezone, chrono_tz::Asia::Ho_Chi_Minh);
+        assert_eq!(config.backend, Backend::Sqlite);
+        assert_eq!(config.raw.policy, Policy::default());
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let config = load(&[
+            ("NHACVIEC__MAIL__SMTP__PORT", "2525"),
+            ("NHACVIEC__MAIL__SMTP__TLS", "starttls"),
+            ("NHACVIEC__DATABASE__URL", "postgres://u:secret@db/x"),
+        ])
+        .unwrap();
+        assert_eq!(config.raw.mail.smtp.port, 2525);
+        assert_eq!(config.tls, TlsMode::StartTls);
+        assert_eq!(config.backend, Backend::Postgres);
+        assert!(!config.to_redacted_toml().contains("secret"));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let cases = [
+            ("NHACVIEC__AGENCY__TIMEZONE", "Asia/Hanoi_Typo", "agency.timezone"),
+            ("NHACVIEC__SCHEDULE__SCAN", "*/15 * * * *", "schedule.scan"),
+            ("NHACVIEC__SCHEDULE__SCAN", "0 99 * * * *", "schedule.scan"),
+            ("NHACVIEC__MAIL__FROM", "not an address", "mail.from"),
+            ("NHACVIEC__MAIL__SMTP__TLS", "ssl", "mail.smtp.tls"),
+            ("NHACVIEC__SEND_WINDOW__START", "7h30", "send_window.start"),
+            ("NHACVIEC__DATABASE__URL", "mysql://x", "database.url"),
+            ("NHACVIEC__HTTP__LISTEN", "localhost", "http.listen"),
+        ];
+        for (var, value, key) in cases {
+            let err = load(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(key), "{var}={value}: {err}");
+        }
+    }
+}

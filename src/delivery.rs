@@ -1,0 +1,313 @@
+//! Delivery rounds: claim pending notices, re-check each against its directive (stale ones
+//! are superseded, not sent), group them per person and channel into one rendered message,
+//! record the message with its Message-ID under a lease, and only then send — outside any
+//! transaction. Each outcome is recorded by the lease holder: sent, retry later, or dead.
+
+use crate::calendar::Calendar;
+use crate::channels::{DeliveryError, EmailChannel};
+use crate::config::Config;
+use crate::domain::{Directive, Notice, Status};
+use crate::outbox::retry_delay;
+use crate::planner::{plan_directive, Snapshot};
+use crate::render::Renderer;
+use crate::store::{ClaimedMessage, MessageOutcome, NewMessage, QueuedNotice, Store};
+use chrono::DateTime;
+use chrono_tz::Tz;
+use futures_util::stream::{self, StreamExt};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What one delivery pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryStats {
+    pub messages_created: usize,
+    pub sent: usize,
+    pub retry_later: usize,
+    pub dead: usize,
+    pub superseded: usize,
+    /// Outcomes not recorded because another process had taken the lease over.
+    pub lease_lost: usize,
+}
+
+/// Everything a delivery pass needs besides the store.
+pub struct Deliverer<'a> {
+    pub config: &'a Config,
+    pub store: &'a Store,
+    pub renderer: &'a Renderer,
+    pub email: &'a EmailChannel,
+    pub owner: &'a str,
+    /// Set on shutdown: stop claiming and start no new send.
+    pub stopping: &'a AtomicBool,
+}
+
+pub fn wall_clock() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Deliverer<'_> {
+    fn lease_until(&self) -> i64 {
+        wall_clock() + i64::try_from(self.config.raw.delivery.lease_seconds).unwrap_or(300)
+    }
+
+    /// Delivers everything that can go out at `now`: new notices first, then messages due for
+    /// a retry or abandoned by a crashed sender. Returns when nothing more can be sent at `now`.
+    pub async fn deliver(
+        &self,
+        snapshot: &Snapshot,
+        calendar: &Calendar,
+        now: DateTime<Tz>,
+    ) -> Result<DeliveryStats, crate::store::StoreError> {
+        let mut stats = DeliveryStats::default();
+        while !self.stopping.load(Ordering::SeqCst) {
+            let fresh = self.claim_and_record(snapshot, calendar, now, &mut stats).await?;
+            let batch = if fresh.is_empty() {
+                let due = self
+                    .store
+                    .claim_due_messages(
+                        self.owner,
+                        now.timestamp(),
+                        wall_clock(),
+                        self.lease_until(),
+                        self.config.raw.delivery.batch_size,
+                    )
+                    .await?;
+                if due.is_empty() {
+                    break;
+                }
+                due
+            } else {
+                fresh
+            };
+            self.send_all(batch, now, &mut stats).await?;
+        }
+        Ok(stats)
+    }
+
+    /// Claims pending notices, supersedes the stale ones, records one message per person and
+    /// channel (or per notice when grouping is off), leased to this process.
+    async fn claim_and_record(
+        &self,
+        snapshot: &Snapshot,
+        calendar: &Calendar,
+        now: DateTime<Tz>,
+        stats: &mut DeliveryStats,
+    ) -> Result<Vec<ClaimedMessage>, crate::store::StoreError> {
+        let claim = self.store.claim_notices(self.config.raw.delivery.batch_size).await?;
+        if claim.notices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let codes: Vec<String> = claim
+            .notices
+            .iter()
+            .filter_map(|n| n.directive.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let directives: HashMap<String, Directive> = self
+            .store
+            .directives_by_code(&codes)
+            .await?
+            .into_iter()
+            .map(|d| (d.code.clone(), d))
+            .collect();
+        let today = now.date_naive();
+        let policy = &self.config.raw.policy;
+        let mut owed: HashMap<&str, Vec<Notice>> = HashMap::new();
+        for (code, directive) in &directives {
+            let mut out = Vec::new();
+            plan_directive(snapshot, policy, calendar, today, directive, &mut out);
+            owed.insert(code.as_str(), out);
+        }
+        let mut superseded = Vec::new();
+        let mut groups: BTreeMap<(String, String, usize), Vec<&QueuedNotice>> = BTreeMap::new();
+        for (i, notice) in claim.notices.iter().enumerate() {
+            let verdict = notice
+                .directive
+                .as_deref()
+                .map(|code| still_owed(notice, directives.get(code), owed.get(code)));
+            if let Some(Err(reason)) = verdict {
+                superseded.push((notice.key.clone(), reason));
+                continue;
+            }
+            if !snapshot.people.get(&notice.recipient).is_some_and(|p| p.active) {
+                superseded.push((notice.key.clone(), "recipient no longer active".into()));
+                continue;
+            }
+            let slot = if self.config.raw.delivery.group { 0 } else { i };
+            groups
+                .entry((notice.recipient.clone(), notice.channel.clone(), slot))
+                .or_default()
+                .push(notice);
+        }
+        let mut messages = Vec::new();
+        for ((recipient, channel, _), notices) in groups {
+            let Some(person) = snapshot.people.get(&recipient) else { continue };
+            let rendered = match self.renderer.reminder(
+                &self.config.raw.agency.name,
+                today,
+                person,
+                &notices,
+                &directives,
+                snapshot,
+            ) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(recipient, error = %e, "cannot render a reminder; notices stay pending");
+                    return Ok(Vec::new());
+                }
+            };
+            let id = uuid::Uuid::new_v4().to_string();
+            let message_id = format!("<{id}@{}>", self.message_id_domain());
+            let raw = crate::channels::email::compose(crate::channels::email::Draft {
+                from: self.email.from_mailbox(),
+                to_name: &person.name,
+                to_address: &person.email,
+                subject: &rendered.subject,
+                text: rendered.text,
+                html: rendered.html,
+                message_id: &message_id,
+                date: now.to_utc(),
+            });
+            let raw = match raw {
+                Ok(raw) => raw,
+                Err(e) => {
+                    for n in &notices {
+                        superseded.push((n.key.clone(), format!("cannot be addressed: {e}")));
+                    }
+                    continue;
+                }
+            };
+            messages.push(NewMessage {
+                id,
+                message_id,
+                recipient,
+                address: person.email.clone(),
+                channel,
+                subject: rendered.subject,
+                payload: raw,
+                notice_keys: notices.iter().map(|n| n.key.clone()).collect(),
+            });
+        }
+        let lease_until = self.lease_until();
+        claim
+            .commit(&messages, &superseded, self.owner, lease_until, now.timestamp())
+            .await?;
+        stats.superseded += superseded.len();
+        stats.messages_created += messages.len();
+        for (key, reason) in &superseded {
+            tracing::info!(key, reason, "notice superseded, not sent");
+        }
+        Ok(messages
+            .into_iter()
+            .map(|m| ClaimedMessage {
+                id: m.id,
+                message_id: m.message_id,
+                recipient: m.recipient,
+                address: m.address,
+                channel: m.channel,
+                subject: m.subject,
+                payload: m.payload,
+                attempts: 0,
+            })
+            .collect())
+    }
+
+    fn message_id_domain(&self) -> String {
+        let configured = self.config.raw.mail.message_id_domain.trim();
+        if configured.is_empty() {
+            self.email.from_mailbox().email.domain().to_string()
+        } else {
+            configured.to_string()
+        }
+    }
+
+    async fn send_all(
+        &self,
+        batch: Vec<ClaimedMessage>,
+        now: DateTime<Tz>,
+        stats: &mut DeliveryStats,
+    ) -> Result<(), crate::store::StoreError> {
+        let concurrency = usize::try_from(self.config.raw.delivery.concurrency).unwrap_or(1);
+        let results: Vec<(ClaimedMessage, Option<Result<(), DeliveryError>>)> = stream::iter(batch)
+            .map(|m| async move {
+                if self.stopping.load(Ordering::SeqCst) {
+                    return (m, None);
+                }
+                let result = self.email.send(&m.message_id, &m.address, &m.payload).await;
+                (m, Some(result))
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for (message, result) in results {
+            let Some(result) = result else { continue };
+            let outcome = self.outcome(&message, result, now);
+            match &outcome {
+                MessageOutcome::Sent => {
+                    stats.sent += 1;
+                    tracing::info!(message_id = %message.message_id, recipient = %message.recipient, "sent");
+                }
+                MessageOutcome::Retry { error, next_attempt_at } => {
+                    stats.retry_later += 1;
+                    tracing::warn!(message_id = %message.message_id, recipient = %message.recipient, error, next_attempt_at, "send failed, will retry");
+                }
+                MessageOutcome::Dead { error } => {
+                    stats.dead += 1;
+                    tracing::error!(message_id = %message.message_id, recipient = %message.recipient, error, "send failed permanently");
+                }
+            }
+            if !self
+                .store
+                .finish_message(&message.id, self.owner, &outcome, now.timestamp())
+                .await?
+            {
+                stats.lease_lost += 1;
+                tracing::warn!(message_id = %message.message_id, "lease lost before the outcome was recorded");
+            }
+        }
+        Ok(())
+    }
+
+    fn outcome(&self, message: &ClaimedMessage, result: Result<(), DeliveryError>, now: DateTime<Tz>) -> MessageOutcome {
+        let delivery = &self.config.raw.delivery;
+        let attempt = u32::try_from(message.attempts + 1).unwrap_or(u32::MAX);
+        match result {
+            Ok(()) => MessageOutcome::Sent,
+            Err(DeliveryError::Permanent(error)) => MessageOutcome::Dead { error },
+            Err(DeliveryError::Transient(error)) if attempt >= delivery.max_attempts => MessageOutcome::Dead {
+                error: format!("gave up after {attempt} attempts; last error: {error}"),
+            },
+            Err(DeliveryError::Transient(error)) => {
+                let delay = retry_delay(delivery.retry_base_seconds, delivery.retry_max_seconds, attempt, fastrand::f64());
+                MessageOutcome::Retry {
+                    next_attempt_at: now.timestamp() + i64::try_from(delay).unwrap_or(i64::MAX / 2),
+                    error,
+                }
+            }
+        }
+    }
+}
+
+/// A queued notice is still owed when re-planning its directive now yields its very key;
+/// otherwise it is stale, and the reason says why.
+fn still_owed(notice: &QueuedNotice, directive: Option<&Directive>, owed: Option<&Vec<Notice>>) -> Result<(), String> {
+    let Some(directive) = directive else {
+        return Err("directive no longer exists".into());
+    };
+    if owed.is_some_and(|o| o.iter().any(|n| n.key == notice.key)) {
+        return Ok(());
+    }
+    Err(match directive.status {
+        Status::Completed => "directive completed".into(),
+        Status::Cancelled => "directive cancelled".into(),
+        _ if notice.effective_due.as_deref() != directive.due_on.map(|d| d.to_string()).as_deref()
+            && notice.effective_due.is_some() =>
+        {
+            "no longer owed: due date changed or a later stage was reached".into()
+        }
+        _ => "no longer owed: reassigned or state changed".into(),
+    })
+}

@@ -1,0 +1,21 @@
+//! nhacviec: reminds officers of their directives' deadlines, escalates overdue work up the
+//! chain, and alarms when work is closed without being done.
+//!
+//! Data flows one way: config → store → planner → outbox → channels. Only the scheduler
+//! reads the clock; everything else takes `now`.
+
+pub mod app;
+pub mod calendar;
+pub mod channels;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod domain;
+pub mod import;
+pub mod outbox;
+pub mod planner;
+pub mod policy;
+pub mod render;
+pub mod scheduler;
+pub mod store;
+pub mod time;

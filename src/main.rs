@@ -1,0 +1,34 @@
+//! Entry point: parse the command line, start logging, run the command, and turn any error
+//! into a one-line reason on stderr and a non-zero exit status.
+
+use clap::Parser;
+use nhacviec::cli::{run, Cli};
+use nhacviec::config::Config;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    nhacviec::scheduler::init_logging(&config.raw.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let reason = format!("{e:#}");
+            eprintln!("error: {}", reason.trim_end());
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The planner: given the store's snapshot, the policy, the calendar and an instant `now`,
+//! which notices are owed? Pure — no I/O, no clock — so `plan --at` and every test can ask
+//! about any instant. Plans from state, not events: it asks which thresholds each directive
+//! has crossed, and emits only the latest stage of each ladder (catch-up never bursts).
+
+use crate::calendar::Calendar;
+use crate::domain::{
+    notice_key, Channel, Directive, Ladder, Notice, NoticeKind, Person, Role, Stage, Status, Unit,
+};
+use crate::policy::Policy;
+use chrono::{DateTime, Days, NaiveDate};
+use chrono_tz::Tz;
+use std::collections::{HashMap, HashSet};
+
+/// What the planner sees: every unit and person, and the directives the store selected as
+/// possibly owing something (near or past their deadline, recently closed, or incomplete).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub units: HashMap<String, Unit>,
+    pub people: HashMap<String, Person>,
+    pub directives: Vec<Directive>,
+}
+
+impl Snapshot {
+    pub fn new(units: Vec<Unit>, people: Vec<Person>, directives: Vec<Directive>) -> Snapshot {
+        Snapshot {
+            units: units.into_iter().map(|u| (u.code.clone(), u)).collect(),
+            people: people.into_iter().map(|p| (p.code.clone(), p)).collect(),
+            directives,
+        }
+    }
+
+    /// Active chiefs, in code order so plans are deterministic.
+    pub fn chiefs(&self) -> Vec<&Person> {
+        let mut chiefs: Vec<&Person> = self
+            .people
+            .values()
+            .filter(|p| p.role == Role::Chief && p.active)
+            .collect();
+        chiefs.sort_by(|a, b| a.code.cmp(&b.code));
+        chiefs
+    }
+
+    /// Who actually receives what is meant for `code`: the person if active; otherwise the
+    /// head of their unit; otherwise that unit's block leader. `None` when nobody active is
+    /// left to tell.
+    pub fn stand_in(&self, code: &str) -> Option<&Person> {
+        let person = self.people.get(code)?;
+        if person.active {
+            return Some(person);
+        }
+        let unit = self.units.get(&person.unit)?;
+        [unit.head.as_deref(), unit.leader.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|c| *c != code)
+            .filter_map(|c| self.people.get(c))
+            .find(|p| p.active)
+    }
+
+    pub fn unit_head(&self, unit: &str) -> Option<&Person> {
+        self.stand_in(self.units.get(unit)?.head.as_deref()?)
+    }
+
+    /// The directive's block leader: its own `leader`, else its unit's.
+    pub fn block_leader(&self, directive: &Directive) -> Option<&Person> {
+        let code = directive
+            .leader
+            .as_deref()
+            .or_else(|| self.units.get(&directive.unit)?.leader.as_deref())?;
+        self.stand_in(code)
+    }
+
+    /// Who stands on the assignee ladder: the assignee (or their stand-in), else the unit head.
+    pub fn assignee_recipient(&self, directive: &Directive) -> Option<&Person> {
+        match directive.assignee.as_deref() {
+            Some(code) => self.stand_in(code),
+            None => self.unit_head(&directive.unit),
+        }
+    }
+}
+
+/// Everything owed at `now`, one notice per ladder, deduplicated by key, in a stable order.
+pub fn plan(snapshot: &Snapshot, policy: &Policy, calendar: &Calendar, now: DateTime<Tz>) -> Vec<Notice> {
+    let today = now.date_naive();
+    let mut notices = Vec::new();
+    for directive in &snapshot.directives {
+        plan_directive(snapshot, policy, calendar, today, directive, &mut notices);
+    }
+    let mut seen = HashSet::new();
+    notices.retain(|n| seen.insert(n.key.clone()));
+    notices
+}
+
+/// The notices one directive owes on `today` (used by the planner, and by delivery to
+/// re-check that a queued notice is still owed).
+pub fn plan_directive(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    calendar: &Calendar,
+    today: NaiveDate,
+    directive: &Directive,
+    out: &mut Vec<Notice>,
+) {
+    match directive.status {
+        Status::Completed | Status::Cancelled => {}
+        Status::Closed => closed_alarm(snapshot, policy, today, directive, out),
+        Status::Open | Status::InProgress => {
+            let due = policy.due_date(directive.kind, directive.due_on, directive.assigned_on, calendar);
+            if directive.assignee.is_none() {
+                missing_field(snapshot, directive, Ladder::MissingAssignee, "assignee", out);
+            }
+            match due {
+                None => missing_field(snapshot, directive, Ladder::MissingDueDate, "due_on", out),
+                Some(due) => {
+                    let effective = calendar.effective_due(due, policy.roll_forward);
+                    let position = calendar.position(effective, today);
+                    deadline_ladders(snapshot, policy, directive, effective, position, out);
+                }
+            }
+        }
+    }
+}
+
+fn deadline_ladders(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    directive: &Directive,
+    effective: NaiveDate,
+    position: i32,
+    out: &mut Vec<Notice>,
+) {
+    if let (Some((kind, stage)), Some(person)) = (
+        assignee_stage(policy, position),
+        snapshot.assignee_recipient(directive),
+    ) {
+        out.push(ladder_notice(kind, Ladder::Assignee, directive, person, effective, stage, position));
+    }
+    let rungs = [
+        (Ladder::EscalateHead, policy.escalate_head_after, snapshot.unit_head(&directive.unit).into_iter().collect::<Vec<_>>()),
+        (Ladder::EscalateLeader, policy.escalate_leader_after, snapshot.block_leader(directive).into_iter().collect()),
+        (Ladder::EscalateChief, policy.escalate_chief_after, snapshot.chiefs()),
+    ];
+    for (ladder, after, recipients) in rungs {
+        let Ok(after) = i32::try_from(after) else {
+            continue;
+        };
+        if after == 0 || position < after {
+            continue;
+        }
+        for person in recipients {
+            out.push(ladder_notice(NoticeKind::Escalation, ladder, directive, person, effective, Stage(after), position));
+        }
+    }
+}
+
+/// The latest stage of the assignee ladder (upcoming → due_today → overdue) reached at
+/// `position`, if any.
+pub fn assignee_stage(policy: &Policy, position: i32) -> Option<(NoticeKind, Stage)> {
+    let first = i32::try_from(policy.overdue_first).ok()?;
+    if position >= first {
+        let every = i32::try_from(policy.overdue_every).unwrap_or(0);
+        let stage = if every > 0 { first + (position - first) / every * every } else { first };
+        return Some((NoticeKind::Overdue, Stage(stage)));
+    }
+    if position >= 0 && policy.due_today {
+        return Some((NoticeKind::DueToday, Stage(0)));
+    }
+    policy
+        .upcoming_days
+        .iter()
+        .filter_map(|d| i32::try_from(*d).ok())
+        .map(|d| -d)
+        .filter(|stage| *stage <= position)
+        .max()
+        .map(|stage| (NoticeKind::Upcoming, Stage(stage)))
+}
+
+fn ladder_notice(
+    kind: NoticeKind,
+    ladder: Ladder,
+    directive: &Directive,
+    person: &Person,
+    effective: NaiveDate,
+    stage: Stage,
+    position: i32,
+) -> Notice {
+    let due = effective.to_string();
+    let stage = stage.to_string();
+    Notice {
+        kind,
+        key: notice_key(kind, &[&directive.code, &person.code, &due, &stage], Channel::Email),
+        directive: Some(directive.code.clone()),
+        recipient: person.code.clone(),
+        address: person.email.clone(),
+        channel: Channel::Email,
+        stage,
+        ladder,
+        effective_due: Some(effective),
+        days_overdue: position.max(0),
+    }
+}
+
+fn closed_alarm(snapshot: &Snapshot, policy: &Policy, today: NaiveDate, directive: &Directive, out: &mut Vec<Notice>) {
+    let Some(closed_on) = directive.closed_on else {
+        return;
+    };
+    let horizon = today.checked_sub_days(Days::new(u64::from(policy.closed_lookback_days)));
+    if horizon.is_some_and(|h| closed_on < h) {
+        return;
+    }
+    let recipients = [
+        snapshot.assignee_recipient(directive),
+        snapshot.unit_head(&directive.unit),
+        snapshot.block_leader(directive),
+    ];
+    let mut told = HashSet::new();
+    let closed = closed_on.to_string();
+    for person in recipients.into_iter().flatten() {
+        if !told.insert(person.code.as_str()) {
+            continue;
+        }
+        let kind = NoticeKind::ClosedIncomplete;
+        out.push(Notice {
+            kind,
+            key: notice_key(kind, &[&directive.code, &person.code, &closed], Channel::Email),
+            directive: Some(directive.code.clone()),
+            recipient: person.code.clone(),
+            address: person.email.clone(),
+            channel: Channel::Email,
+            stage: "closed".into(),
+            ladder: Ladder::Closed,
+            effective_due: directive.due_on,
+            days_overdue: 0,
+        });
+    }
+}
+
+fn missing_field(snapshot: &Snapshot, directive: &Directive, ladder: Ladder, field: &str, out: &mut Vec<Notice>) {
+    let Some(head) = snapshot.unit_head(&directive.unit) else {
+        return;
+    };
+    let kind = NoticeKind::Unassigned;
+    out.push(Notice {
+        kind,
+        key: notice_key(kind, &[&directive.code, &head.code, field], Channel::Email),
+        directive: Some(directive.code.clone()),
+        recipient: head.code.clone(),
+        address: head.email.clone(),
+        channel: Channel::Email,
+        stage: field.to_string(),
+        ladder,
+        effective_due: None,
+        days_overdue: 0,
+    });
+}

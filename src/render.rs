@@ -1,0 +1,310 @@
+//! Rendering: the notices owed to one person become one message — a subject that says how
+//! many items and how urgent, and plain-text and HTML bodies in formal Vietnamese listing
+//! each directive once with every reason it is there, most urgent first. Pure; templates are
+//! files (built in, overridable from `mail.templates_dir`).
+
+use crate::domain::{Directive, Ladder, NoticeKind, Person};
+use crate::planner::Snapshot;
+use crate::store::QueuedNotice;
+use chrono::NaiveDate;
+use minijinja::{AutoEscape, Environment};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("reminder.subject.j2", include_str!("../config/templates/reminder.subject.j2")),
+    ("reminder.txt.j2", include_str!("../config/templates/reminder.txt.j2")),
+    ("reminder.html.j2", include_str!("../config/templates/reminder.html.j2")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {name}: {source}")]
+    Template { name: String, source: minijinja::Error },
+    #[error("template directory {dir}: {source}")]
+    Io { dir: String, source: std::io::Error },
+}
+
+/// A finished message body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// The templates, loaded once at start-up.
+pub struct Renderer {
+    env: Environment<'static>,
+}
+
+impl Renderer {
+    /// Built-in templates, each replaced by a file of the same name in `dir` if present.
+    pub fn new(dir: Option<&Path>) -> Result<Renderer, RenderError> {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|name| {
+            if name.contains(".html") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
+        env.add_filter("truncate_title", |s: String| truncate(&s, 80));
+        for (name, builtin) in TEMPLATES {
+            let source = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
+                Some(path) => std::fs::read_to_string(&path).map_err(|source| RenderError::Io {
+                    dir: path.display().to_string(),
+                    source,
+                })?,
+                None => (*builtin).to_string(),
+            };
+            env.add_template_owned(*name, source).map_err(|source| RenderError::Template {
+                name: (*name).to_string(),
+                source,
+            })?;
+        }
+        Ok(Renderer { env })
+    }
+
+    fn render(&self, name: &str, view: &ReminderView) -> Result<String, RenderError> {
+        let template_error = |source| RenderError::Template {
+            name: name.to_string(),
+            source,
+        };
+        self.env
+            .get_template(name)
+            .map_err(template_error)?
+            .render(view)
+            .map_err(template_error)
+    }
+
+    /// Renders the reminder for `recipient` from their claimed notices.
+    pub fn reminder(
+        &self,
+        agency: &str,
+        today: NaiveDate,
+        recipient: &Person,
+        notices: &[&QueuedNotice],
+        directives: &HashMap<String, Directive>,
+        snapshot: &Snapshot,
+    ) -> Result<Rendered, RenderError> {
+        let mut view = ReminderView {
+            agency: agency.to_string(),
+            date: vn_date(today),
+            recipient: RecipientView {
+                name: recipient.name.clone(),
+                title: recipient.title.clone(),
+            },
+            summary: String::new(),
+            subject: String::new(),
+            items: build_items(notices, directives, snapshot),
+        };
+        view.summary = summary(&view.items);
+        let subject = self.render("reminder.subject.j2", &view)?;
+        view.subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        Ok(Rendered {
+            text: self.render("reminder.txt.j2", &view)?,
+            html: self.render("reminder.html.j2", &view)?,
+            subject: view.subject,
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ReminderView {
+    agency: String,
+    date: String,
+    recipient: RecipientView,
+    summary: String,
+    subject: String,
+    items: Vec<ItemView>,
+}
+
+#[derive(Debug, Serialize)]
+struct RecipientView {
+    name: String,
+    title: String,
+}
+
+/// One directive in a message, with every reason it is there.
+#[derive(Debug, Serialize)]
+struct ItemView {
+    code: String,
+    title: String,
+    unit: String,
+    assignee: Option<String>,
+    due: Option<String>,
+    source: String,
+    reasons: Vec<String>,
+    headline: String,
+    colour: &'static str,
+    days_overdue: i64,
+    #[serde(skip)]
+    category: Category,
+    #[serde(skip)]
+    due_date: Option<NaiveDate>,
+}
+
+/// How urgent an item is, most urgent first; each item counts once, in its most urgent one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Category {
+    ClosedIncomplete,
+    Overdue,
+    DueToday,
+    Upcoming,
+    Incomplete,
+}
+
+impl Category {
+    fn of(kind: &str) -> Category {
+        match kind.parse::<NoticeKind>() {
+            Ok(NoticeKind::ClosedIncomplete) => Category::ClosedIncomplete,
+            Ok(NoticeKind::Overdue | NoticeKind::Escalation) => Category::Overdue,
+            Ok(NoticeKind::DueToday) => Category::DueToday,
+            Ok(NoticeKind::Upcoming) => Category::Upcoming,
+            _ => Category::Incomplete,
+        }
+    }
+
+    fn counted(self) -> &'static str {
+        match self {
+            Category::ClosedIncomplete => "kết thúc nhưng chưa hoàn thành",
+            Category::Overdue => "quá hạn",
+            Category::DueToday => "đến hạn hôm nay",
+            Category::Upcoming => "sắp đến hạn",
+            Category::Incomplete => "chưa đủ thông tin giao việc",
+        }
+    }
+
+    /// Severity colour; the headline text carries the same meaning for those who cannot see it.
+    fn colour(self) -> &'static str {
+        match self {
+            Category::ClosedIncomplete | Category::Overdue => "#b3261e",
+            Category::DueToday => "#b35900",
+            Category::Upcoming => "#1a5fb4",
+            Category::Incomplete => "#6b4fbb",
+        }
+    }
+}
+
+fn build_items(
+    notices: &[&QueuedNotice],
+    directives: &HashMap<String, Directive>,
+    snapshot: &Snapshot,
+) -> Vec<ItemView> {
+    let mut by_directive: BTreeMap<&str, Vec<&QueuedNotice>> = BTreeMap::new();
+    for n in notices {
+        if let Some(code) = n.directive.as_deref() {
+            by_directive.entry(code).or_default().push(n);
+        }
+    }
+    let mut items: Vec<ItemView> = by_directive
+        .into_iter()
+        .filter_map(|(code, notices)| {
+            let directive = directives.get(code)?;
+            let category = notices.iter().map(|n| Category::of(&n.kind)).min()?;
+            let days_overdue = notices.iter().map(|n| n.days_overdue).max().unwrap_or(0);
+            let due_date = notices
+                .iter()
+                .find_map(|n| n.effective_due.as_deref().and_then(|d| d.parse().ok()))
+                .or(directive.due_on);
+            let mut reasons: Vec<(Category, String)> =
+                notices.iter().map(|n| (Category::of(&n.kind), reason(n, directive))).collect();
+            reasons.sort();
+            reasons.dedup();
+            Some(ItemView {
+                code: directive.code.clone(),
+                title: directive.title.clone(),
+                unit: snapshot
+                    .units
+                    .get(&directive.unit)
+                    .map_or_else(|| directive.unit.clone(), |u| u.name.clone()),
+                assignee: directive
+                    .assignee
+                    .as_ref()
+                    .map(|a| snapshot.people.get(a).map_or_else(|| a.clone(), |p| p.name.clone())),
+                due: due_date.map(vn_date),
+                source: directive.source.clone(),
+                headline: headline(category, days_overdue, notices.first().map(|n| n.stage.as_str())),
+                reasons: reasons.into_iter().map(|(_, r)| r).collect(),
+                colour: category.colour(),
+                days_overdue,
+                category,
+                due_date,
+            })
+        })
+        .collect();
+    items.sort_by(|a, b| {
+        (a.category, -a.days_overdue, a.due_date, &a.code).cmp(&(b.category, -b.days_overdue, b.due_date, &b.code))
+    });
+    items
+}
+
+fn headline(category: Category, days_overdue: i64, stage: Option<&str>) -> String {
+    match category {
+        Category::ClosedIncomplete => "Kết thúc nhưng chưa hoàn thành".into(),
+        Category::Overdue => format!("Quá hạn {days_overdue} ngày làm việc"),
+        Category::DueToday => "Đến hạn hôm nay".into(),
+        Category::Upcoming => "Sắp đến hạn".into(),
+        Category::Incomplete if stage == Some("due_on") => "Chưa có hạn xử lý".into(),
+        Category::Incomplete => "Chưa phân công người thụ lý".into(),
+    }
+}
+
+/// Why this notice is in the message, in the recipient's words.
+fn reason(n: &QueuedNotice, directive: &Directive) -> String {
+    let days = n.days_overdue;
+    let role = match n.ladder.parse::<Ladder>() {
+        Ok(Ladder::EscalateHead) => "Trưởng phòng",
+        Ok(Ladder::EscalateLeader) => "Lãnh đạo phụ trách khối",
+        Ok(Ladder::EscalateChief) => "Chánh Thanh tra",
+        _ => "",
+    };
+    match n.kind.parse::<NoticeKind>() {
+        Ok(NoticeKind::Upcoming) => {
+            let left = n.stage.trim_start_matches("T-");
+            format!("Sắp đến hạn: còn {left} ngày làm việc")
+        }
+        Ok(NoticeKind::DueToday) => "Đến hạn xử lý hôm nay".into(),
+        Ok(NoticeKind::Overdue) => format!("Quá hạn {days} ngày làm việc, chưa có kết quả"),
+        Ok(NoticeKind::Escalation) => format!(
+            "Báo cáo đồng chí ({role}): nhiệm vụ quá hạn {days} ngày làm việc (mốc {})",
+            n.stage
+        ),
+        Ok(NoticeKind::ClosedIncomplete) => format!(
+            "Đã kết thúc trên hệ thống ngày {} nhưng chưa có kết quả hoàn thành",
+            directive.closed_on.map_or_else(|| "?".into(), vn_date)
+        ),
+        Ok(NoticeKind::Unassigned) if n.stage == "due_on" => {
+            "Chưa có hạn xử lý: đề nghị xác định thời hạn hoàn thành".into()
+        }
+        Ok(NoticeKind::Unassigned) => "Chưa phân công công chức thụ lý: đề nghị phân công".into(),
+        _ => n.kind.clone(),
+    }
+}
+
+fn summary(items: &[ItemView]) -> String {
+    let mut counts: BTreeMap<Category, usize> = BTreeMap::new();
+    for item in items {
+        *counts.entry(item.category).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(c, n)| format!("{n} nhiệm vụ {}", c.counted()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// dd/mm/yyyy, as Vietnamese official documents write dates.
+pub fn vn_date(d: NaiveDate) -> String {
+    d.format("%d/%m/%Y").to_string()
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    if s.chars().count() <= max_chars {
+        return s.to_string();
+    }
+    let cut: String = s.chars().take(max_chars.saturating_sub(1)).collect();
+    format!("{}…", cut.trim_end())
+}

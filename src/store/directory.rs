@@ -1,0 +1,262 @@
+//! Units, people, directives and calendar days: upserted by `import` in one transaction,
+//! read back whole (units, people, calendar) or pre-filtered (directives) for the planner.
+
+use super::rows::{CalendarRow, DirectiveRow, PersonRow, UnitRow, DIRECTIVE_COLUMNS};
+use super::{placeholders, Result, Store};
+use crate::domain::{CalendarDay, Directive, Person, Unit};
+use chrono::NaiveDate;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::Any;
+
+/// How many rows of each kind an import wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportCounts {
+    pub units: usize,
+    pub people: usize,
+    pub directives: usize,
+    pub calendar: usize,
+}
+
+/// Which directives can owe anything at a planning instant: live ones due on or before
+/// `due_until` (the upcoming horizon), live ones missing an assignee or a due date, and
+/// ones closed on or after `closed_since`.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanningWindow {
+    pub due_until: NaiveDate,
+    pub closed_since: NaiveDate,
+}
+
+/// A bindable value: the few portable types the schema uses.
+enum Value {
+    Text(Option<String>),
+    Int(i64),
+    Bool(bool),
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(Some(s.to_string()))
+}
+
+fn opt_text(s: Option<&str>) -> Value {
+    Value::Text(s.map(str::to_string))
+}
+
+fn date(d: Option<NaiveDate>) -> Value {
+    Value::Text(d.map(|d| d.to_string()))
+}
+
+fn bind<'q>(query: Query<'q, Any, AnyArguments<'q>>, value: Value) -> Query<'q, Any, AnyArguments<'q>> {
+    match value {
+        Value::Text(v) => query.bind(v),
+        Value::Int(v) => query.bind(v),
+        Value::Bool(v) => query.bind(v),
+    }
+}
+
+/// Rows per multi-row INSERT: well under SQLite's and PostgreSQL's parameter limits.
+const ROWS_PER_STATEMENT: usize = 200;
+
+async fn upsert(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Value>>,
+) -> Result<()> {
+    let updates: Vec<String> = columns[1..].iter().map(|c| format!("{c} = excluded.{c}")).collect();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Value>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| placeholders(1 + i * columns.len(), columns.len()))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+            columns.join(", "),
+            values.join(", "),
+            columns[0],
+            updates.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for value in chunk.into_iter().flatten() {
+            query = bind(query, value);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Upserts everything by code in one transaction: all of it lands, or none of it.
+    pub async fn import(
+        &self,
+        units: &[Unit],
+        people: &[Person],
+        directives: &[Directive],
+        calendar: &[CalendarDay],
+        now_epoch: i64,
+    ) -> Result<ImportCounts> {
+        let mut tx = self.begin_write().await?;
+        let at = || Value::Int(now_epoch);
+        upsert(
+            &mut tx,
+            "units",
+            &["code", "name", "head", "leader", "updated_at"],
+            units
+                .iter()
+                .map(|u| vec![text(&u.code), text(&u.name), opt_text(u.head.as_deref()), opt_text(u.leader.as_deref()), at()])
+                .collect(),
+        )
+        .await?;
+        upsert(
+            &mut tx,
+            "people",
+            &["code", "name", "title", "email", "unit", "role", "active", "updated_at"],
+            people
+                .iter()
+                .map(|p| {
+                    vec![
+                        text(&p.code),
+                        text(&p.name),
+                        text(&p.title),
+                        text(&p.email),
+                        text(&p.unit),
+                        text(p.role.as_str()),
+                        Value::Bool(p.active),
+                        at(),
+                    ]
+                })
+                .collect(),
+        )
+        .await?;
+        upsert(
+            &mut tx,
+            "directives",
+            &[
+                "code", "kind", "title", "source", "unit", "assignee", "leader", "assigned_on", "due_on", "status",
+                "completed_on", "closed_on", "result", "confidential", "updated_at",
+            ],
+            directives
+                .iter()
+                .map(|d| {
+                    vec![
+                        text(&d.code),
+                        text(d.kind.as_str()),
+                        text(&d.title),
+                        text(&d.source),
+                        text(&d.unit),
+                        opt_text(d.assignee.as_deref()),
+                        opt_text(d.leader.as_deref()),
+                        date(d.assigned_on),
+                        date(d.due_on),
+                        text(d.status.as_str()),
+                        date(d.completed_on),
+                        date(d.closed_on),
+                        opt_text(d.result.as_deref()),
+                        Value::Bool(d.confidential),
+                        at(),
+                    ]
+                })
+                .collect(),
+        )
+        .await?;
+        upsert(
+            &mut tx,
+            "calendar_days",
+            &["date", "kind", "note"],
+            calendar
+                .iter()
+                .map(|c| vec![text(&c.date.to_string()), text(c.kind.as_str()), text(&c.note)])
+                .collect(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ImportCounts {
+            units: units.len(),
+            people: people.len(),
+            directives: directives.len(),
+            calendar: calendar.len(),
+        })
+    }
+
+    pub async fn units(&self) -> Result<Vec<Unit>> {
+        let rows: Vec<UnitRow> = sqlx::query_as("SELECT code, name, head, leader FROM units ORDER BY code")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Unit::from).collect())
+    }
+
+    pub async fn people(&self) -> Result<Vec<Person>> {
+        let rows: Vec<PersonRow> =
+            sqlx::query_as("SELECT code, name, title, email, unit, role, active FROM people ORDER BY code")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter().map(Person::try_from).collect()
+    }
+
+    pub async fn calendar_days(&self) -> Result<Vec<CalendarDay>> {
+        let rows: Vec<CalendarRow> = sqlx::query_as("SELECT date, kind, note FROM calendar_days ORDER BY date")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(CalendarDay::try_from).collect()
+    }
+
+    /// Every directive, in code order (for exports and tests; planning uses the window).
+    pub async fn all_directives(&self) -> Result<Vec<Directive>> {
+        let sql = format!("SELECT {DIRECTIVE_COLUMNS} FROM directives ORDER BY code");
+        let rows: Vec<DirectiveRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await?;
+        rows.into_iter().map(Directive::try_from).collect()
+    }
+
+    /// The directives that can owe something in `window`, in code order. Three index-backed
+    /// selections, so the cost follows the directives near their deadlines, not the table.
+    pub async fn planning_directives(&self, window: PlanningWindow) -> Result<Vec<Directive>> {
+        let sql = format!(
+            "SELECT {DIRECTIVE_COLUMNS} FROM directives
+              WHERE status IN ('open', 'in_progress') AND due_on <= $1
+             UNION ALL
+             SELECT {DIRECTIVE_COLUMNS} FROM directives
+              WHERE status IN ('open', 'in_progress') AND (due_on IS NULL OR (assignee IS NULL AND due_on > $1))
+             UNION ALL
+             SELECT {DIRECTIVE_COLUMNS} FROM directives
+              WHERE status = 'closed' AND closed_on >= $2
+             ORDER BY code"
+        );
+        let rows: Vec<DirectiveRow> = sqlx::query_as(&sql)
+            .bind(window.due_until.to_string())
+            .bind(window.closed_since.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(Directive::try_from).collect()
+    }
+
+    /// The current state of the given directives (delivery re-checks queued notices with it).
+    pub async fn directives_by_code(&self, codes: &[String]) -> Result<Vec<Directive>> {
+        let mut out = Vec::with_capacity(codes.len());
+        for chunk in codes.chunks(500) {
+            let sql = format!(
+                "SELECT {DIRECTIVE_COLUMNS} FROM directives WHERE code IN {}",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, DirectiveRow>(&sql);
+            for code in chunk {
+                query = query.bind(code.clone());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                out.push(Directive::try_from(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Codes already present, so an import may refer to units and people it does not carry.
+    pub async fn existing_codes(&self, table: &'static str) -> Result<Vec<String>> {
+        let sql = match table {
+            "units" => "SELECT code FROM units",
+            "people" => "SELECT code FROM people",
+            _ => "SELECT code FROM directives",
+        };
+        let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(c,)| c).collect())
+    }
+}

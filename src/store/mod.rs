@@ -1,0 +1,142 @@
+//! The store: the one place that talks to the database. Units, people, directives and the
+//! calendar flow in from `import`; the planner's snapshot flows out; the outbox lives here.
+//! One code path serves SQLite and PostgreSQL through sqlx's `Any` driver with portable SQL
+//! (`$n` placeholders, ISO-text dates, integer epochs); SQL differs per backend only where it
+//! must (write-transaction start, claiming with `SKIP LOCKED`).
+
+mod directory;
+mod outbox;
+mod rows;
+
+pub use directory::{ImportCounts, PlanningWindow};
+pub use outbox::{
+    ClaimedMessage, DeadLetter, MessageOutcome, NewMessage, NoticeClaim, OutboxCounts, QueuedNotice, StatusReport,
+};
+
+use crate::config::{backend_of, Backend};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database holds an invalid value in {table}.{column}: {value:?}")]
+    Corrupt {
+        table: &'static str,
+        column: &'static str,
+        value: String,
+    },
+    #[error("database url: {0}")]
+    Url(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A handle on the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens (creating a SQLite file and its folder if missing) and migrates.
+    pub async fn open(url: &str, max_connections: u32, busy_timeout_ms: u64) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = backend_of(url).map_err(|e| StoreError::Url(e.to_string()))?;
+        let url = match backend {
+            Backend::Sqlite => sqlite_url_creating_parent(url)?,
+            Backend::Postgres => url.to_string(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; the busy timeout makes a
+                        // writer wait for another instead of failing; NORMAL is durable in WAL.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute(format!("PRAGMA busy_timeout = {busy_timeout_ms}").as_str())
+                            .await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Brings the schema up to date (idempotent; every command that needs the schema calls it).
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`),
+    /// so two writers queue on the busy timeout instead of deadlocking on a lock upgrade.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `sqlite://var/x.db` → `sqlite://var/x.db?mode=rwc`, creating `var/` if needed.
+fn sqlite_url_creating_parent(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Url(format!("{url}: expected sqlite://PATH")))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Url(
+            "an in-memory SQLite database would vanish between commands; give a file path".into(),
+        ));
+    }
+    if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Url(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let query = if query.contains("mode=") {
+        query.to_string()
+    } else if query.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// `($k, $k+1, …)` for an `IN` list of `n` values starting at placeholder `k`.
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    let list: Vec<String> = (start..start + n).map(|i| format!("${i}")).collect();
+    format!("({})", list.join(", "))
+}
