@@ -1,5 +1,6 @@
 -- nhacviec schema, PostgreSQL. Dates are ISO 'YYYY-MM-DD' text (they sort and compare as dates);
 -- instants are integer Unix seconds (BIGINT). The SQLite schema is the same shape.
+-- Flags are 0/1 integers: the one boolean form both backends read back alike.
 
 CREATE TABLE units (
     code       TEXT PRIMARY KEY,
@@ -16,7 +17,7 @@ CREATE TABLE people (
     email      TEXT NOT NULL,
     unit       TEXT NOT NULL,
     role       TEXT NOT NULL,
-    active     BOOLEAN NOT NULL,
+    active     BIGINT NOT NULL CHECK (active IN (0, 1)),
     updated_at BIGINT NOT NULL
 );
 
@@ -34,7 +35,7 @@ CREATE TABLE directives (
     completed_on TEXT,
     closed_on    TEXT,
     result       TEXT,
-    confidential BOOLEAN NOT NULL,
+    confidential BIGINT NOT NULL CHECK (confidential IN (0, 1)),
     updated_at   BIGINT NOT NULL
 );
 -- The planner's pre-filter: live directives by due date, recently closed ones, incomplete ones.
@@ -69,7 +70,7 @@ CREATE TABLE notices (
     updated_at    BIGINT NOT NULL
 );
 CREATE INDEX notices_pending_by_recipient ON notices (recipient, channel) WHERE status = 'pending';
-CREATE INDEX notices_pending_by_ladder ON notices (directive, ladder, channel) WHERE status = 'pending';
+CREATE INDEX notices_pending_by_ladder ON notices (directive, ladder, recipient, channel) WHERE status = 'pending';
 CREATE INDEX notices_by_message ON notices (message);
 CREATE INDEX notices_by_status ON notices (status);
 

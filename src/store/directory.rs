@@ -31,7 +31,6 @@ pub struct PlanningWindow {
 enum Value {
     Text(Option<String>),
     Int(i64),
-    Bool(bool),
 }
 
 fn text(s: &str) -> Value {
@@ -50,7 +49,6 @@ fn bind<'q>(query: Query<'q, Any, AnyArguments<'q>>, value: Value) -> Query<'q, 
     match value {
         Value::Text(v) => query.bind(v),
         Value::Int(v) => query.bind(v),
-        Value::Bool(v) => query.bind(v),
     }
 }
 
@@ -122,7 +120,7 @@ impl Store {
                         text(&p.email),
                         text(&p.unit),
                         text(p.role.as_str()),
-                        Value::Bool(p.active),
+                        Value::Int(i64::from(p.active)),
                         at(),
                     ]
                 })
@@ -153,7 +151,7 @@ impl Store {
                         date(d.completed_on),
                         date(d.closed_on),
                         opt_text(d.result.as_deref()),
-                        Value::Bool(d.confidential),
+                        Value::Int(i64::from(d.confidential)),
                         at(),
                     ]
                 })

@@ -110,7 +110,8 @@ fn lock_suffix(backend: Backend) -> &'static str {
 
 impl Store {
     /// Records owed notices; returns how many were new. A new stage supersedes any earlier,
-    /// still-pending notice of the same directive, ladder and channel.
+    /// still-pending notice of the same ladder (directive, ladder, recipient, channel).
+    /// Reassignments are caught at claim time, when every notice is re-planned.
     pub async fn enqueue(&self, notices: &[Notice], now: i64) -> Result<usize> {
         const COLUMNS: usize = 13;
         let mut inserted: Vec<String> = Vec::new();
@@ -149,12 +150,14 @@ impl Store {
             let Some(directive) = &n.directive else { continue };
             sqlx::query(
                 "UPDATE notices SET status = 'superseded', reason = $1, updated_at = $2
-                  WHERE status = 'pending' AND directive = $3 AND ladder = $4 AND channel = $5 AND key <> $6",
+                  WHERE status = 'pending' AND directive = $3 AND ladder = $4 AND recipient = $5
+                    AND channel = $6 AND key <> $7",
             )
             .bind(format!("superseded by {}", n.key))
             .bind(now)
             .bind(directive.clone())
             .bind(n.ladder.as_str())
+            .bind(n.recipient.clone())
             .bind(n.channel.as_str())
             .bind(n.key.clone())
             .execute(&mut *tx)

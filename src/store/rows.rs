@@ -45,7 +45,7 @@ pub(super) struct PersonRow {
     email: String,
     unit: String,
     role: String,
-    active: bool,
+    active: i64,
 }
 
 impl TryFrom<PersonRow> for Person {
@@ -58,7 +58,7 @@ impl TryFrom<PersonRow> for Person {
             title: r.title,
             email: r.email,
             unit: r.unit,
-            active: r.active,
+            active: r.active != 0,
         })
     }
 }
@@ -78,7 +78,7 @@ pub(super) struct DirectiveRow {
     completed_on: Option<String>,
     closed_on: Option<String>,
     result: Option<String>,
-    confidential: bool,
+    confidential: i64,
 }
 
 /// The column list matching [`DirectiveRow`], for every SELECT of directives.
@@ -103,7 +103,7 @@ impl TryFrom<DirectiveRow> for Directive {
             assignee: r.assignee,
             leader: r.leader,
             result: r.result,
-            confidential: r.confidential,
+            confidential: r.confidential != 0,
         })
     }
 }
