@@ -138,6 +138,8 @@ struct ItemView {
     source: String,
     reasons: Vec<String>,
     headline: String,
+    /// Closed without completion: the subject names the alarm rather than the due date.
+    alarm: bool,
     colour: &'static str,
     days_overdue: i64,
     #[serde(skip)]
@@ -228,6 +230,7 @@ fn build_items(
                 source: directive.source.clone(),
                 headline: headline(category, days_overdue, notices.first().map(|n| n.stage.as_str())),
                 reasons: reasons.into_iter().map(|(_, r)| r).collect(),
+                alarm: category == Category::ClosedIncomplete,
                 colour: category.colour(),
                 days_overdue,
                 category,

@@ -333,3 +333,25 @@ pub fn directive(code: &str, assignee: Option<&str>, due_on: Option<&str>) -> se
         "completed_on": null, "closed_on": null, "result": null, "confidential": false
     })
 }
+
+/// (message_id, recipient, status, attempts) of every recorded message, read straight from
+/// the database.
+pub async fn recorded_messages(db_url: &str) -> Vec<(String, String, String, i64)> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let url = if db_url.starts_with("sqlite:") { format!("{db_url}?mode=rw") } else { db_url.to_string() };
+    let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    sqlx::query_as("SELECT message_id, recipient, status, attempts FROM messages ORDER BY recipient, created_at")
+        .fetch_all(&mut conn)
+        .await
+        .expect("query messages")
+}
+
+/// Environment for delivering at any hour on any day (tests of the daemon on the wall clock).
+pub fn any_hour() -> Vec<(String, String)> {
+    vec![
+        ("NHACVIEC__SEND_WINDOW__START".into(), "00:00".into()),
+        ("NHACVIEC__SEND_WINDOW__END".into(), "23:59".into()),
+        ("NHACVIEC__SEND_WINDOW__WORKING_DAYS_ONLY".into(), "false".into()),
+    ]
+}

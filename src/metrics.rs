@@ -1,0 +1,454 @@
+//! Metrics: in-process counters fed by the daemon (scan results from the scheduler, message
+//! outcomes from delivery) plus a snapshot of the outbox read from the store at scrape time,
+//! rendered as Prometheus text (exposition format 0.0.4) for `/metrics`. Counters only grow
+//! for the life of the process; the outbox numbers are gauges read fresh on every scrape.
+
+use crate::store::OutboxCounts;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Kinds of message, for [`Metrics::declare_channel`].
+pub const KINDS: [&str; 3] = ["reminder", "digest", "report"];
+/// What became of a message, for [`Metrics::declare_channel`].
+pub const OUTCOMES: [&str; 4] = ["sent", "retry", "dead", "superseded"];
+
+/// Statuses a notice can have in the store; reported as 0 when none are in that state so a
+/// series does not vanish from Prometheus when its count drops to zero.
+const NOTICE_STATUSES: [&str; 5] = ["pending", "queued", "sent", "dead", "superseded"];
+const MESSAGE_STATUSES: [&str; 3] = ["queued", "sent", "dead"];
+
+/// The outbox as counted by the store at scrape time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxSnapshot {
+    /// Notices by status.
+    pub notices: Vec<(String, i64)>,
+    /// Messages by status.
+    pub messages: Vec<(String, i64)>,
+    /// Messages given up as dead.
+    pub dead_letters: i64,
+}
+
+impl OutboxSnapshot {
+    /// From [`crate::store::Store::status_report`]'s counts: every known status present
+    /// (zero when empty), and the dead letters taken from the messages' `dead` count, so
+    /// `status_report(0)` is enough.
+    pub fn from_counts(counts: &OutboxCounts) -> OutboxSnapshot {
+        let messages = with_known(&counts.messages, &MESSAGE_STATUSES);
+        let dead_letters = messages
+            .iter()
+            .find(|(status, _)| status == "dead")
+            .map_or(0, |(_, n)| *n);
+        OutboxSnapshot {
+            notices: with_known(&counts.notices, &NOTICE_STATUSES),
+            messages,
+            dead_letters,
+        }
+    }
+}
+
+fn with_known(rows: &[(String, i64)], known: &[&str]) -> Vec<(String, i64)> {
+    let mut all: BTreeMap<String, i64> = known.iter().map(|s| (s.to_string(), 0)).collect();
+    for (status, n) in rows {
+        *all.entry(status.clone()).or_insert(0) += n;
+    }
+    all.into_iter().collect()
+}
+
+/// Process-wide counters; share one behind an `Arc`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (kind, channel, outcome) → count. A map rather than atomics because the label sets
+    /// are open-ended (channels come from configuration); it is touched once per message.
+    messages: Mutex<BTreeMap<(String, String, String), u64>>,
+    scans_ok: AtomicU64,
+    scans_error: AtomicU64,
+    /// f64 bits of the last scan's duration in seconds; meaningful once `scanned` is set.
+    last_scan_seconds: AtomicU64,
+    scanned: AtomicBool,
+    /// Unix seconds of the last successful scan; meaningful once `succeeded` is set.
+    last_success: AtomicI64,
+    succeeded: AtomicBool,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    /// Counts one message finished by delivery. `kind` is reminder | digest | report;
+    /// `outcome` is sent | retry | dead | superseded.
+    pub fn record_message(&self, kind: &str, channel: &str, outcome: &str) {
+        let mut messages = self
+            .messages
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *messages
+            .entry((kind.to_string(), channel.to_string(), outcome.to_string()))
+            .or_insert(0) += 1;
+    }
+
+    /// Makes every kind × outcome series of `channel` exist at 0, so the first message of
+    /// each shows up in `rate()` / `increase()` instead of being the series' first sample.
+    pub fn declare_channel(&self, channel: &str) {
+        let mut messages = self
+            .messages
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for kind in KINDS {
+            for outcome in OUTCOMES {
+                messages
+                    .entry((kind.to_string(), channel.to_string(), outcome.to_string()))
+                    .or_insert(0);
+            }
+        }
+    }
+
+    /// Records a finished scan: its duration, and when `ok`, the wall-clock time it ended.
+    pub fn record_scan(&self, duration: Duration, finished_unix: i64, ok: bool) {
+        self.last_scan_seconds
+            .store(duration.as_secs_f64().to_bits(), Ordering::Relaxed);
+        self.scanned.store(true, Ordering::Release);
+        if ok {
+            self.scans_ok.fetch_add(1, Ordering::Relaxed);
+            self.last_success.store(finished_unix, Ordering::Relaxed);
+            self.succeeded.store(true, Ordering::Release);
+        } else {
+            self.scans_error.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Unix seconds when the last successful scan ended, if one has.
+    pub fn last_successful_scan(&self) -> Option<i64> {
+        self.succeeded
+            .load(Ordering::Acquire)
+            .then(|| self.last_success.load(Ordering::Relaxed))
+    }
+
+    /// Everything, in Prometheus text format 0.0.4.
+    pub fn render(&self, outbox: &OutboxSnapshot) -> String {
+        self.render_with(Some(outbox))
+    }
+
+    /// The in-process counters alone, for when the database cannot be counted: the outbox
+    /// families are left out rather than reported as zero, which would be a lie.
+    pub fn render_without_outbox(&self) -> String {
+        self.render_with(None)
+    }
+
+    fn render_with(&self, outbox: Option<&OutboxSnapshot>) -> String {
+        let mut out = String::new();
+
+        family(
+            &mut out,
+            "nhacviec_messages_total",
+            "counter",
+            "Messages finished by delivery, by kind (reminder, digest, report), channel and outcome (sent, retry, dead, superseded).",
+        );
+        {
+            let messages = self
+                .messages
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for ((kind, channel, outcome), n) in messages.iter() {
+                sample(
+                    &mut out,
+                    "nhacviec_messages_total",
+                    &[
+                        ("kind", kind.as_str()),
+                        ("channel", channel.as_str()),
+                        ("outcome", outcome.as_str()),
+                    ],
+                    n,
+                );
+            }
+        }
+
+        family(
+            &mut out,
+            "nhacviec_database_up",
+            "gauge",
+            "1 when the database answered this scrape's outbox count, else 0 (and the outbox families are absent).",
+        );
+        sample(
+            &mut out,
+            "nhacviec_database_up",
+            &[],
+            u8::from(outbox.is_some()),
+        );
+
+        if let Some(outbox) = outbox {
+            family(
+                &mut out,
+                "nhacviec_outbox_notices",
+                "gauge",
+                "Notices in the outbox by status.",
+            );
+            for (status, n) in &outbox.notices {
+                sample(
+                    &mut out,
+                    "nhacviec_outbox_notices",
+                    &[("status", status.as_str())],
+                    n,
+                );
+            }
+            family(
+                &mut out,
+                "nhacviec_outbox_messages",
+                "gauge",
+                "Messages in the outbox by status.",
+            );
+            for (status, n) in &outbox.messages {
+                sample(
+                    &mut out,
+                    "nhacviec_outbox_messages",
+                    &[("status", status.as_str())],
+                    n,
+                );
+            }
+            family(
+                &mut out,
+                "nhacviec_dead_letters",
+                "gauge",
+                "Messages given up after their last attempt; see `nhacviec status`.",
+            );
+            sample(&mut out, "nhacviec_dead_letters", &[], outbox.dead_letters);
+        }
+
+        family(
+            &mut out,
+            "nhacviec_scan_duration_seconds",
+            "gauge",
+            "How long the last scan (plan, record, deliver) took, whether or not it succeeded.",
+        );
+        if self.scanned.load(Ordering::Acquire) {
+            let seconds = f64::from_bits(self.last_scan_seconds.load(Ordering::Relaxed));
+            sample(&mut out, "nhacviec_scan_duration_seconds", &[], seconds);
+        }
+
+        family(
+            &mut out,
+            "nhacviec_scans_total",
+            "counter",
+            "Scans finished since the process started, by result.",
+        );
+        let ok = self.scans_ok.load(Ordering::Relaxed);
+        let error = self.scans_error.load(Ordering::Relaxed);
+        sample(&mut out, "nhacviec_scans_total", &[("result", "ok")], ok);
+        sample(
+            &mut out,
+            "nhacviec_scans_total",
+            &[("result", "error")],
+            error,
+        );
+
+        family(
+            &mut out,
+            "nhacviec_last_successful_scan_timestamp_seconds",
+            "gauge",
+            "Unix time when the last successful scan ended; absent until one has.",
+        );
+        if let Some(at) = self.last_successful_scan() {
+            sample(
+                &mut out,
+                "nhacviec_last_successful_scan_timestamp_seconds",
+                &[],
+                at,
+            );
+        }
+
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (label, value)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{label}=\"{}\"", escape_label(value));
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+/// Label values escape backslash, double quote and newline (format 0.0.4).
+fn escape_label(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// HELP text escapes backslash and newline only.
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> OutboxSnapshot {
+        OutboxSnapshot {
+            notices: vec![("pending".into(), 2), ("sent".into(), 5)],
+            messages: vec![("dead".into(), 1), ("sent".into(), 3)],
+            dead_letters: 1,
+        }
+    }
+
+    #[test]
+    fn a_small_case_renders_exactly_as_prometheus_text() {
+        let metrics = Metrics::new();
+        metrics.record_message("reminder", "email", "sent");
+        metrics.record_message("reminder", "email", "sent");
+        metrics.record_message("digest", "email", "retry");
+        metrics.record_scan(Duration::from_millis(250), 1_662_339_600, true);
+        metrics.record_scan(Duration::from_millis(1500), 1_662_340_500, false);
+
+        let expected = "\
+# HELP nhacviec_messages_total Messages finished by delivery, by kind (reminder, digest, report), channel and outcome (sent, retry, dead, superseded).
+# TYPE nhacviec_messages_total counter
+nhacviec_messages_total{kind=\"digest\",channel=\"email\",outcome=\"retry\"} 1
+nhacviec_messages_total{kind=\"reminder\",channel=\"email\",outcome=\"sent\"} 2
+# HELP nhacviec_database_up 1 when the database answered this scrape's outbox count, else 0 (and the outbox families are absent).
+# TYPE nhacviec_database_up gauge
+nhacviec_database_up 1
+# HELP nhacviec_outbox_notices Notices in the outbox by status.
+# TYPE nhacviec_outbox_notices gauge
+nhacviec_outbox_notices{status=\"pending\"} 2
+nhacviec_outbox_notices{status=\"sent\"} 5
+# HELP nhacviec_outbox_messages Messages in the outbox by status.
+# TYPE nhacviec_outbox_messages gauge
+nhacviec_outbox_messages{status=\"dead\"} 1
+nhacviec_outbox_messages{status=\"sent\"} 3
+# HELP nhacviec_dead_letters Messages given up after their last attempt; see `nhacviec status`.
+# TYPE nhacviec_dead_letters gauge
+nhacviec_dead_letters 1
+# HELP nhacviec_scan_duration_seconds How long the last scan (plan, record, deliver) took, whether or not it succeeded.
+# TYPE nhacviec_scan_duration_seconds gauge
+nhacviec_scan_duration_seconds 1.5
+# HELP nhacviec_scans_total Scans finished since the process started, by result.
+# TYPE nhacviec_scans_total counter
+nhacviec_scans_total{result=\"ok\"} 1
+nhacviec_scans_total{result=\"error\"} 1
+# HELP nhacviec_last_successful_scan_timestamp_seconds Unix time when the last successful scan ended; absent until one has.
+# TYPE nhacviec_last_successful_scan_timestamp_seconds gauge
+nhacviec_last_successful_scan_timestamp_seconds 1662339600
+";
+        assert_eq!(metrics.render(&snapshot()), expected);
+    }
+
+    #[test]
+    fn counters_move_when_messages_and_scans_are_recorded() {
+        let metrics = Metrics::new();
+        let before = metrics.render(&OutboxSnapshot::default());
+        assert!(!before.contains("nhacviec_messages_total{"));
+        assert!(before.contains("nhacviec_scans_total{result=\"ok\"} 0\n"));
+        assert!(!before.contains("\nnhacviec_scan_duration_seconds "));
+        assert!(!before.contains("\nnhacviec_last_successful_scan_timestamp_seconds "));
+        assert_eq!(metrics.last_successful_scan(), None);
+
+        metrics.record_message("reminder", "email", "dead");
+        metrics.record_scan(Duration::from_secs(2), 1_700_000_000, true);
+        let after = metrics.render(&OutboxSnapshot::default());
+        assert!(after.contains(
+            "nhacviec_messages_total{kind=\"reminder\",channel=\"email\",outcome=\"dead\"} 1\n"
+        ));
+        assert!(after.contains("nhacviec_scans_total{result=\"ok\"} 1\n"));
+        assert!(after.contains("\nnhacviec_scan_duration_seconds 2\n"));
+        assert!(after.contains("\nnhacviec_last_successful_scan_timestamp_seconds 1700000000\n"));
+        assert_eq!(metrics.last_successful_scan(), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn a_failed_scan_does_not_move_the_last_successful_scan() {
+        let metrics = Metrics::new();
+        metrics.record_scan(Duration::from_secs(1), 100, true);
+        metrics.record_scan(Duration::from_secs(1), 200, false);
+        assert_eq!(metrics.last_successful_scan(), Some(100));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let metrics = Metrics::new();
+        metrics.record_message("reminder", "we\"b\\ho\nok", "sent");
+        let text = metrics.render_without_outbox();
+        assert!(text.contains(r#"channel="we\"b\\ho\nok""#), "{text}");
+    }
+
+    #[test]
+    fn without_the_database_the_outbox_families_are_left_out() {
+        let metrics = Metrics::new();
+        let text = metrics.render_without_outbox();
+        assert!(text.contains("nhacviec_database_up 0\n"));
+        assert!(!text.contains("nhacviec_outbox_"));
+        assert!(!text.contains("nhacviec_dead_letters"));
+        assert!(text.contains("# TYPE nhacviec_scans_total counter\n"));
+    }
+
+    #[test]
+    fn a_declared_channel_has_every_series_at_zero() {
+        let metrics = Metrics::new();
+        metrics.declare_channel("email");
+        metrics.record_message("digest", "email", "sent");
+        let text = metrics.render_without_outbox();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("nhacviec_messages_total{"))
+            .count();
+        assert_eq!(series, KINDS.len() * OUTCOMES.len());
+        assert!(text.contains(
+            "nhacviec_messages_total{kind=\"report\",channel=\"email\",outcome=\"superseded\"} 0\n"
+        ));
+        assert!(text.contains(
+            "nhacviec_messages_total{kind=\"digest\",channel=\"email\",outcome=\"sent\"} 1\n"
+        ));
+    }
+
+    #[test]
+    fn the_snapshot_from_store_counts_names_every_status_and_the_dead_letters() {
+        let counts = OutboxCounts {
+            notices: vec![("pending".into(), 4)],
+            messages: vec![("dead".into(), 2), ("queued".into(), 1)],
+        };
+        let snapshot = OutboxSnapshot::from_counts(&counts);
+        assert_eq!(snapshot.dead_letters, 2);
+        assert_eq!(
+            snapshot.notices,
+            vec![
+                ("dead".to_string(), 0),
+                ("pending".to_string(), 4),
+                ("queued".to_string(), 0),
+                ("sent".to_string(), 0),
+                ("superseded".to_string(), 0),
+            ]
+        );
+        assert_eq!(
+            snapshot.messages,
+            vec![
+                ("dead".to_string(), 2),
+                ("queued".to_string(), 1),
+                ("sent".to_string(), 0)
+            ]
+        );
+    }
+}
