@@ -7,6 +7,7 @@ use crate::channels::EmailChannel;
 use crate::config::{redact_url, Config};
 use crate::delivery::{Deliverer, DeliveryStats};
 use crate::domain::Notice;
+use crate::metrics::Metrics;
 use crate::outbox::in_send_window;
 use crate::planner::{plan, Snapshot};
 use crate::render::Renderer;
@@ -35,6 +36,8 @@ pub struct App {
     base_calendar: Calendar,
     /// Identifies this process's leases in the outbox.
     pub owner: String,
+    /// Counters served on /metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
@@ -51,11 +54,14 @@ impl App {
             std::process::id(),
             &uuid::Uuid::new_v4().to_string()[..8]
         );
+        let metrics = Arc::new(Metrics::new());
+        metrics.declare_channel("email");
         Ok(App {
             config,
             store,
             base_calendar,
             owner,
+            metrics,
         })
     }
 
@@ -120,6 +126,7 @@ impl App {
                 renderer,
                 email,
                 owner: &self.owner,
+                metrics: &self.metrics,
                 stopping,
             }
             .deliver(&snapshot, &calendar, now)

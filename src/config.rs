@@ -69,6 +69,7 @@ pub struct CalendarSettings {
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
     pub scan: String,
+    pub max_scan_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +90,7 @@ pub struct Delivery {
     pub retry_max_seconds: u64,
     pub max_attempts: u32,
     pub concurrency: u32,
+    pub shutdown_grace_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -220,9 +222,6 @@ impl Config {
             )
         })?;
         let backend = backend_of(&raw.database.url)?;
-        if raw.database.max_connections == 0 {
-            return Err(key_error("database.max_connections", "must be at least 1"));
-        }
         let scan_cron = parse_cron("schedule.scan", &raw.schedule.scan)?;
         let window_start = parse_time("send_window.start", &raw.send_window.start)?;
         let window_end = parse_time("send_window.end", &raw.send_window.end)?;
@@ -244,6 +243,13 @@ impl Config {
                 "delivery.retry_base_seconds",
                 "must be at least 1 and no more than delivery.retry_max_seconds",
             ));
+        }
+        if raw.schedule.max_scan_seconds == 0 {
+            return Err(key_error("schedule.max_scan_seconds", "must be at least 1"));
+        }
+        if raw.database.max_connections < 2 {
+            // Delivery reads directives while it holds a claim transaction open.
+            return Err(key_error("database.max_connections", "must be at least 2"));
         }
         if raw.delivery.lease_seconds < 10 {
             return Err(key_error("delivery.lease_seconds", "must be at least 10 seconds"));

@@ -7,6 +7,7 @@ use crate::calendar::Calendar;
 use crate::channels::{DeliveryError, EmailChannel};
 use crate::config::Config;
 use crate::domain::{Directive, Notice, Status};
+use crate::metrics::Metrics;
 use crate::outbox::retry_delay;
 use crate::planner::{plan_directive, Snapshot};
 use crate::render::Renderer;
@@ -37,6 +38,7 @@ pub struct Deliverer<'a> {
     pub renderer: &'a Renderer,
     pub email: &'a EmailChannel,
     pub owner: &'a str,
+    pub metrics: &'a Metrics,
     /// Set on shutdown: stop claiming and start no new send.
     pub stopping: &'a AtomicBool,
 }
@@ -198,6 +200,7 @@ impl Deliverer<'_> {
         stats.superseded += superseded.len();
         stats.messages_created += messages.len();
         for (key, reason) in &superseded {
+            self.metrics.record_message("reminder", "email", "superseded");
             tracing::info!(key, reason, "notice superseded, not sent");
         }
         Ok(messages
@@ -245,6 +248,12 @@ impl Deliverer<'_> {
         for (message, result) in results {
             let Some(result) = result else { continue };
             let outcome = self.outcome(&message, result, now);
+            let label = match &outcome {
+                MessageOutcome::Sent => "sent",
+                MessageOutcome::Retry { .. } => "retry",
+                MessageOutcome::Dead { .. } => "dead",
+            };
+            self.metrics.record_message("reminder", &message.channel, label);
             match &outcome {
                 MessageOutcome::Sent => {
                     stats.sent += 1;

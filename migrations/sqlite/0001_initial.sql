@@ -70,7 +70,6 @@ CREATE TABLE notices (
     updated_at    BIGINT NOT NULL
 );
 CREATE INDEX notices_pending_by_recipient ON notices (recipient, channel) WHERE status = 'pending';
-CREATE INDEX notices_pending_by_ladder ON notices (directive, ladder, recipient, channel) WHERE status = 'pending';
 CREATE INDEX notices_by_message ON notices (message);
 CREATE INDEX notices_by_status ON notices (status);
 

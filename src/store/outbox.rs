@@ -109,9 +109,8 @@ fn lock_suffix(backend: Backend) -> &'static str {
 }
 
 impl Store {
-    /// Records owed notices; returns how many were new. A new stage supersedes any earlier,
-    /// still-pending notice of the same ladder (directive, ladder, recipient, channel).
-    /// Reassignments are caught at claim time, when every notice is re-planned.
+    /// Records owed notices; returns how many were new. An earlier stage still pending when a
+    /// later one is recorded is superseded at claim time, when every notice is re-planned.
     pub async fn enqueue(&self, notices: &[Notice], now: i64) -> Result<usize> {
         const COLUMNS: usize = 13;
         let mut inserted: Vec<String> = Vec::new();
@@ -144,24 +143,6 @@ impl Store {
                     .bind(None::<String>);
             }
             inserted.extend(query.fetch_all(&mut *tx).await?.into_iter().map(|(k,)| k));
-        }
-        let fresh: HashSet<&str> = inserted.iter().map(String::as_str).collect();
-        for n in notices.iter().filter(|n| fresh.contains(n.key.as_str())) {
-            let Some(directive) = &n.directive else { continue };
-            sqlx::query(
-                "UPDATE notices SET status = 'superseded', reason = $1, updated_at = $2
-                  WHERE status = 'pending' AND directive = $3 AND ladder = $4 AND recipient = $5
-                    AND channel = $6 AND key <> $7",
-            )
-            .bind(format!("superseded by {}", n.key))
-            .bind(now)
-            .bind(directive.clone())
-            .bind(n.ladder.as_str())
-            .bind(n.recipient.clone())
-            .bind(n.channel.as_str())
-            .bind(n.key.clone())
-            .execute(&mut *tx)
-            .await?;
         }
         tx.commit().await?;
         Ok(inserted.len())
