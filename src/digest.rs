@@ -174,11 +174,7 @@ pub fn weekly_digest(
         })
         .collect();
     let totals = sections.iter().fold(DigestCounts::default(), |acc, s| acc.add(s.counts));
-    let flags = if audience.is_chief() {
-        chief_flags(units, people, &directives, calendar, today)
-    } else {
-        Vec::new()
-    };
+    let flags = if audience.is_chief() { chief_flags(units, people, &directives, calendar, today) } else { Vec::new() };
     WeeklyDigest {
         recipient_name: recipient_name(audience, people),
         week: iso_week(today),
@@ -199,10 +195,7 @@ pub fn percent(part: u32, whole: u32) -> Option<f64> {
 /// The units `audience` sees, in the given order, each code once.
 pub(crate) fn covered_units<'a>(units: &'a [Unit], audience: &Audience) -> Vec<&'a Unit> {
     let mut seen = HashSet::new();
-    units
-        .iter()
-        .filter(|u| audience.covers(u) && seen.insert(u.code.as_str()))
-        .collect()
+    units.iter().filter(|u| audience.covers(u) && seen.insert(u.code.as_str())).collect()
 }
 
 /// Each directive code once (the first occurrence wins), so a caller's overlapping queries
@@ -238,11 +231,7 @@ pub(crate) fn days_overdue(calendar: &Calendar, effective: NaiveDate, today: Nai
 
 fn shifted(today: NaiveDate, forward: bool) -> NaiveDate {
     let days = Days::new(WINDOW_DAYS);
-    let moved = if forward {
-        today.checked_add_days(days)
-    } else {
-        today.checked_sub_days(days)
-    };
+    let moved = if forward { today.checked_add_days(days) } else { today.checked_sub_days(days) };
     moved.unwrap_or(today)
 }
 
@@ -314,19 +303,13 @@ fn place(
 fn place_live(item: DigestItem, calendar: &Calendar, due: NaiveDate, today: NaiveDate) -> Placement {
     let overdue = days_overdue(calendar, due, today);
     if overdue > 0 {
-        return Placement::Overdue(DigestItem {
-            days_overdue: overdue,
-            ..item
-        });
+        return Placement::Overdue(DigestItem { days_overdue: overdue, ..item });
     }
     if due > shifted(today, true) {
         return Placement::InTime;
     }
     let left = calendar.working_days_between(today, due);
-    Placement::DueSoon(DigestItem {
-        days_left: i32::try_from(left).unwrap_or(i32::MAX),
-        ..item
-    })
+    Placement::DueSoon(DigestItem { days_left: i32::try_from(left).unwrap_or(i32::MAX), ..item })
 }
 
 fn unit_section(
@@ -367,16 +350,10 @@ fn unit_section(
 }
 
 fn sort_section(section: &mut UnitSection) {
-    section
-        .overdue
-        .sort_by(|a, b| (-a.days_overdue, a.due, &a.code).cmp(&(-b.days_overdue, b.due, &b.code)));
+    section.overdue.sort_by(|a, b| (-a.days_overdue, a.due, &a.code).cmp(&(-b.days_overdue, b.due, &b.code)));
     section.due_soon.sort_by(|a, b| (a.due, &a.code).cmp(&(b.due, &b.code)));
-    section
-        .closed
-        .sort_by(|a, b| (b.closed_on, &a.code).cmp(&(a.closed_on, &b.code)));
-    section
-        .completed
-        .sort_by(|a, b| (b.completed_on, &a.code).cmp(&(a.completed_on, &b.code)));
+    section.closed.sort_by(|a, b| (b.closed_on, &a.code).cmp(&(a.closed_on, &b.code)));
+    section.completed.sort_by(|a, b| (b.completed_on, &a.code).cmp(&(a.completed_on, &b.code)));
 }
 
 fn count_section(section: &UnitSection, in_time_later: u32, undated: u32) -> DigestCounts {
@@ -428,10 +405,7 @@ fn chief_flags(
 
 fn leaderless_flag(unit: &Unit, people: &HashMap<String, Person>) -> Option<String> {
     let Some(code) = unit.leader.as_deref() else {
-        return Some(format!(
-            "{} ({}): chưa có lãnh đạo phụ trách khối.",
-            unit.name, unit.code
-        ));
+        return Some(format!("{} ({}): chưa có lãnh đạo phụ trách khối.", unit.name, unit.code));
     };
     match people.get(code) {
         Some(p) if p.active => None,
@@ -511,26 +485,16 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn completed(code: &str, unit: &str, due: &str, on: &str) -> Directive {
-        Directive {
-            completed_on: Some(d(on)),
-            ..directive(code, unit, "ttv_a", due, Status::Completed)
-        }
+        Directive { completed_on: Some(d(on)), ..directive(code, unit, "ttv_a", due, Status::Completed) }
     }
 
     pub(crate) fn closed(code: &str, unit: &str, due: &str, on: &str) -> Directive {
-        Directive {
-            closed_on: Some(d(on)),
-            ..directive(code, unit, "ttv_a", due, Status::Closed)
-        }
+        Directive { closed_on: Some(d(on)), ..directive(code, unit, "ttv_a", due, Status::Closed) }
     }
 
     /// Two blocks: leader A has NV1 and NV2, leader B has NV3; ttv_old is inactive.
     pub(crate) fn agency() -> (Vec<Unit>, HashMap<String, Person>) {
-        let units = vec![
-            unit("NV1", Some("pct_a")),
-            unit("NV2", Some("pct_a")),
-            unit("NV3", Some("pct_b")),
-        ];
+        let units = vec![unit("NV1", Some("pct_a")), unit("NV2", Some("pct_a")), unit("NV3", Some("pct_b"))];
         let people = [
             person("chanh_tt", "Trần Minh An", "LD", Role::Chief, true),
             person("pct_a", "Nguyễn Văn Hùng", "LD", Role::Leader, true),
