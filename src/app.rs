@@ -6,14 +6,16 @@ use crate::calendar::Calendar;
 use crate::channels::EmailChannel;
 use crate::config::{redact_url, Config};
 use crate::delivery::{Deliverer, DeliveryStats};
-use crate::domain::Notice;
+use crate::digest_render::DigestRenderer;
+use crate::domain::{Directive, Notice};
 use crate::metrics::Metrics;
 use crate::outbox::in_send_window;
 use crate::planner::{plan, Snapshot};
 use crate::render::Renderer;
+use crate::reports::{plan_reports, report_window};
 use crate::store::{PlanningWindow, Store};
 use anyhow::Context;
-use chrono::{DateTime, Days};
+use chrono::{DateTime, Days, NaiveDate};
 use chrono_tz::Tz;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -27,6 +29,13 @@ pub struct TickReport {
     pub recorded: usize,
     pub in_send_window: bool,
     pub delivery: DeliveryStats,
+}
+
+/// What turns recorded notices into sent messages: the templates and the channels.
+pub struct Outlets {
+    pub renderer: Renderer,
+    pub digests: DigestRenderer,
+    pub email: EmailChannel,
 }
 
 pub struct App {
@@ -48,21 +57,10 @@ impl App {
             .await
             .with_context(|| format!("cannot open the database {}", redact_url(&db.url)))?;
         let base_calendar = Calendar::load(config.calendar_dir()).context("cannot load the calendar")?;
-        let owner = format!(
-            "{}:{}:{}",
-            hostname(),
-            std::process::id(),
-            &uuid::Uuid::new_v4().to_string()[..8]
-        );
+        let owner = format!("{}:{}:{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().to_string()[..8]);
         let metrics = Arc::new(Metrics::new());
         metrics.declare_channel("email");
-        Ok(App {
-            config,
-            store,
-            base_calendar,
-            owner,
-            metrics,
-        })
+        Ok(App { config, store, base_calendar, owner, metrics })
     }
 
     /// The calendar files with the imported days laid over them.
@@ -80,9 +78,7 @@ impl App {
         let policy = &self.config.raw.policy;
         let window = PlanningWindow {
             due_until: calendar.add_working_days(today, policy.horizon_working_days()),
-            closed_since: today
-                .checked_sub_days(Days::new(u64::from(policy.closed_lookback_days)))
-                .unwrap_or(today),
+            closed_since: today.checked_sub_days(Days::new(u64::from(policy.closed_lookback_days))).unwrap_or(today),
         };
         Ok(Snapshot::new(
             self.store.units().await?,
@@ -91,11 +87,23 @@ impl App {
         ))
     }
 
-    /// Every notice owed at `now` (recorded or not), in plan order.
+    /// Every notice owed at `now` (recorded or not): reminders, then digests and reports.
     pub async fn owed(&self, now: DateTime<Tz>) -> anyhow::Result<Vec<Notice>> {
         let calendar = self.calendar().await?;
         let snapshot = self.snapshot(&calendar, now).await?;
-        Ok(plan(&snapshot, &self.config.raw.policy, &calendar, now))
+        Ok(self.plan_all(&snapshot, &calendar, now))
+    }
+
+    fn plan_all(&self, snapshot: &Snapshot, calendar: &Calendar, now: DateTime<Tz>) -> Vec<Notice> {
+        let mut owed = plan(snapshot, &self.config.raw.policy, calendar, now);
+        owed.extend(plan_reports(snapshot, &self.config.reports, calendar, now));
+        owed
+    }
+
+    /// The directives reports on `today` are built from.
+    pub async fn report_directives(&self, today: NaiveDate) -> anyhow::Result<Vec<Directive>> {
+        let (since, due_from, due_until) = report_window(today);
+        Ok(self.store.report_directives(since, due_from, due_until).await?)
     }
 
     /// Notices owed at `now` that the outbox does not hold yet.
@@ -110,21 +118,19 @@ impl App {
     pub async fn tick(
         &self,
         now: DateTime<Tz>,
-        renderer: &Renderer,
-        email: &EmailChannel,
+        outlets: &Outlets,
         stopping: &AtomicBool,
     ) -> anyhow::Result<TickReport> {
         let calendar = self.calendar().await?;
         let snapshot = self.snapshot(&calendar, now).await?;
-        let owed = plan(&snapshot, &self.config.raw.policy, &calendar, now);
+        let owed = self.plan_all(&snapshot, &calendar, now);
         let recorded = self.store.enqueue(&owed, now.timestamp()).await?;
         let in_window = in_send_window(&self.config, &calendar, now);
         let delivery = if in_window {
             Deliverer {
                 config: &self.config,
                 store: &self.store,
-                renderer,
-                email,
+                outlets,
                 owner: &self.owner,
                 metrics: &self.metrics,
                 stopping,
@@ -134,27 +140,28 @@ impl App {
         } else {
             DeliveryStats::default()
         };
-        Ok(TickReport {
-            at: now.to_rfc3339(),
-            owed: owed.len(),
-            recorded,
-            in_send_window: in_window,
-            delivery,
-        })
+        Ok(TickReport { at: now.to_rfc3339(), owed: owed.len(), recorded, in_send_window: in_window, delivery })
     }
 
-    pub fn renderer(&self) -> anyhow::Result<Renderer> {
+    /// Where administrators' template overrides live, if configured.
+    pub fn templates_dir(&self) -> Option<&Path> {
         let dir = self.config.raw.mail.templates_dir.trim();
-        Renderer::new((!dir.is_empty()).then(|| Path::new(dir))).context("cannot load the email templates")
+        (!dir.is_empty()).then(|| Path::new(dir))
     }
 
-    pub fn email_channel(&self) -> anyhow::Result<EmailChannel> {
-        EmailChannel::from_config(&self.config).context("cannot set up email delivery")
+    /// Loads the templates (built in, or overridden from `mail.templates_dir`) and sets up
+    /// the channels.
+    pub fn outlets(&self) -> anyhow::Result<Outlets> {
+        let dir = self.templates_dir();
+        Ok(Outlets {
+            renderer: Renderer::new(dir).context("cannot load the email templates")?,
+            digests: DigestRenderer::new(dir, &self.config.raw.agency.name)
+                .context("cannot load the digest templates")?,
+            email: EmailChannel::from_config(&self.config).context("cannot set up email delivery")?,
+        })
     }
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "host".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into())
 }

@@ -39,10 +39,7 @@ pub enum CalendarError {
     #[error("calendar file {file}: {reason}")]
     Invalid { file: String, reason: String },
     #[error("calendar directory {dir}: {source}")]
-    Io {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    Io { dir: PathBuf, source: std::io::Error },
 }
 
 /// What the calendar knows about a year.
@@ -71,10 +68,7 @@ impl Calendar {
             files.push(parse_file(&format!("(built-in) {name}"), text)?);
         }
         if let Some(dir) = dir.filter(|d| d.is_dir()) {
-            let io = |source| CalendarError::Io {
-                dir: dir.to_path_buf(),
-                source,
-            };
+            let io = |source| CalendarError::Io { dir: dir.to_path_buf(), source };
             let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
                 .map_err(io)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -92,11 +86,7 @@ impl Calendar {
         for file in files {
             calendar.years.insert(
                 file.year,
-                YearCoverage {
-                    year: file.year,
-                    provisional: file.provisional,
-                    source: file.source.clone(),
-                },
+                YearCoverage { year: file.year, provisional: file.provisional, source: file.source.clone() },
             );
             for day in &file.days {
                 calendar.set_day(day);
@@ -138,10 +128,7 @@ impl Calendar {
         if today.month() == 12 {
             needed.push(today.year() + 1);
         }
-        needed
-            .into_iter()
-            .filter(|y| !self.years.contains_key(y))
-            .collect()
+        needed.into_iter().filter(|y| !self.years.contains_key(y)).collect()
     }
 
     pub fn note(&self, date: NaiveDate) -> Option<&str> {
@@ -209,10 +196,7 @@ impl Calendar {
             return 0;
         }
         let weekdays = weekdays_through(upto) - weekdays_through(after);
-        let range = (
-            std::ops::Bound::Excluded(after),
-            std::ops::Bound::Included(upto),
-        );
+        let range = (std::ops::Bound::Excluded(after), std::ops::Bound::Included(upto));
         let off = self.weekday_holidays.range(range).count() as i64;
         let worked = self.weekend_workdays.range(range).count() as i64;
         weekdays - off + worked
@@ -250,16 +234,10 @@ fn weekdays_through(date: NaiveDate) -> i64 {
 }
 
 fn parse_file(name: &str, text: &str) -> Result<CalendarFile, CalendarError> {
-    let invalid = |reason: String| CalendarError::Invalid {
-        file: name.to_string(),
-        reason,
-    };
+    let invalid = |reason: String| CalendarError::Invalid { file: name.to_string(), reason };
     let file: CalendarFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
     if let Some(day) = file.days.iter().find(|d| d.date.year() != file.year) {
-        return Err(invalid(format!(
-            "day {} is not in the file's year {}",
-            day.date, file.year
-        )));
+        return Err(invalid(format!("day {} is not in the file's year {}", day.date, file.year)));
     }
     Ok(file)
 }
@@ -282,10 +260,7 @@ mod tests {
         let start = d("2021-12-20");
         for len in 0..60 {
             let end = start + Days::new(len);
-            let walked = (1..=len)
-                .map(|i| start + Days::new(i))
-                .filter(|x| !is_weekend(*x))
-                .count() as i64;
+            let walked = (1..=len).map(|i| start + Days::new(i)).filter(|x| !is_weekend(*x)).count() as i64;
             assert_eq!(cal.working_days_between(start, end), walked, "{end}");
         }
     }
@@ -344,14 +319,7 @@ mod tests {
         let years: Vec<_> = cal.years().map(|y| (y.year, y.provisional)).collect();
         assert_eq!(
             years,
-            vec![
-                (2022, false),
-                (2023, false),
-                (2024, false),
-                (2025, false),
-                (2026, false),
-                (2027, true)
-            ]
+            vec![(2022, false), (2023, false), (2024, false), (2025, false), (2026, false), (2027, true)]
         );
         assert!(cal.years().all(|y| !y.source.is_empty()));
         assert_eq!(cal.missing_years(d("2027-12-01")), vec![2028]);

@@ -3,12 +3,16 @@
 
 use crate::app::App;
 use crate::config::Config;
+use crate::digest::iso_week;
+use crate::digest_render::DigestRenderer;
 use crate::domain::Notice;
 use crate::import::{read_files, KnownCodes};
+use crate::monthly::month_stage;
 use crate::planner::Snapshot;
+use crate::reports::{audience_of, render_report, ReportInput};
 use crate::time::parse_instant;
 use anyhow::{bail, Context};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 use clap::{Parser, Subcommand};
 use std::collections::BTreeMap;
@@ -59,6 +63,26 @@ pub enum Command {
     },
     /// Validate the configuration and print it (secrets redacted).
     CheckConfig,
+    /// Preview the weekly digest a leader (or the chief) gets at TIME, without sending it.
+    Digest {
+        /// Person code of a block leader or the chief.
+        #[arg(long, value_name = "CODE")]
+        leader: String,
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Also write the HTML part to FILE (see scripts/render-digest-png.sh).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Preview the monthly briefing report (báo cáo giao ban) for the month of TIME.
+    Report {
+        #[arg(long, value_name = "CODE")]
+        leader: String,
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
     /// Send one test email now, bypassing the outbox.
     SendTest {
         #[arg(long, value_name = "ADDRESS")]
@@ -82,6 +106,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Run => crate::scheduler::run(config).await,
         Command::Status { json } => status(config, json).await,
         Command::SendTest { to } => send_test(config, &to).await,
+        Command::Digest { leader, at, html } => preview(config, &leader, at.as_deref(), html, false).await,
+        Command::Report { leader, at, html } => preview(config, &leader, at.as_deref(), html, true).await,
     }
 }
 
@@ -105,7 +131,10 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     }
     let today = Utc::now().with_timezone(&config.timezone).date_naive();
     for year in calendar.missing_years(today) {
-        writeln!(out, "# WARNING: no calendar file for {year}: add config/calendar/{year}.toml (holidays and working Saturdays)")?;
+        writeln!(
+            out,
+            "# WARNING: no calendar file for {year}: add config/calendar/{year}.toml (holidays and working Saturdays)"
+        )?;
     }
     writeln!(out, "{}", config.to_redacted_toml())?;
     Ok(())
@@ -165,13 +194,7 @@ fn write_plan(out: &mut impl Write, snapshot: &Snapshot, notices: &[Notice], now
     for (recipient, list) in by_recipient {
         let person = snapshot.people.get(recipient);
         writeln!(out)?;
-        writeln!(
-            out,
-            "{} ({}, {})",
-            person.map_or(recipient, |p| p.name.as_str()),
-            recipient,
-            list[0].address
-        )?;
+        writeln!(out, "{} ({}, {})", person.map_or(recipient, |p| p.name.as_str()), recipient, list[0].address)?;
         for n in list {
             let directive = n.directive.as_deref().unwrap_or("-");
             let title = n
@@ -204,10 +227,9 @@ fn kind_label(n: &Notice) -> &'static str {
 async fn tick(config: Arc<Config>, at: Option<&str>) -> anyhow::Result<()> {
     let now = instant(&config, at)?;
     let app = App::open(config).await?;
-    let renderer = app.renderer()?;
-    let email = app.email_channel()?;
+    let outlets = app.outlets()?;
     let stopping = AtomicBool::new(false);
-    let report = app.tick(now, &renderer, &email, &stopping).await?;
+    let report = app.tick(now, &outlets, &stopping).await?;
     let d = &report.delivery;
     println!(
         "tick at {}: {} owed, {} newly recorded; {}; {} message(s) created, {} sent, {} to retry, {} dead, {} superseded",
@@ -221,6 +243,45 @@ async fn tick(config: Arc<Config>, at: Option<&str>) -> anyhow::Result<()> {
         d.dead,
         d.superseded
     );
+    Ok(())
+}
+
+/// Renders a digest or monthly report exactly as it would be sent, and prints it.
+async fn preview(
+    config: Arc<Config>,
+    code: &str,
+    at: Option<&str>,
+    html: Option<PathBuf>,
+    monthly: bool,
+) -> anyhow::Result<()> {
+    let now = instant(&config, at)?;
+    let app = App::open(config).await?;
+    let calendar = app.calendar().await?;
+    let snapshot = app.snapshot(&calendar, now).await?;
+    let Some(audience) = audience_of(&snapshot, code) else {
+        bail!("{code} is not an active block leader (the leader of a unit) or chief");
+    };
+    let person = snapshot.people.get(code).context("no such person")?;
+    let today = now.date_naive();
+    let directives = app.report_directives(today).await?;
+    let stage = if monthly { month_stage(today.year(), today.month()) } else { iso_week(today) };
+    let input = ReportInput {
+        snapshot: &snapshot,
+        directives: &directives,
+        calendar: &calendar,
+        policy: &app.config.raw.policy,
+        today,
+    };
+    let digests = DigestRenderer::new(app.templates_dir(), &app.config.raw.agency.name)?;
+    let rendered = render_report(&digests, &input, person, &audience, &stage)?;
+    if let Some(path) = html {
+        std::fs::write(&path, &rendered.html).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "To: {} <{}>", person.name, person.email)?;
+    writeln!(out, "Subject: {}", rendered.subject)?;
+    writeln!(out)?;
+    write!(out, "{}", rendered.text)?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! environment for settings again.
 
 use crate::policy::Policy;
+use crate::reports::ReportSchedule;
 use chrono::NaiveTime;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -23,10 +24,7 @@ pub enum ConfigError {
 }
 
 fn key_error(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Key {
-        key: key.to_string(),
-        reason: reason.into(),
-    }
+    ConfigError::Key { key: key.to_string(), reason: reason.into() }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +35,7 @@ pub struct Settings {
     pub calendar: CalendarSettings,
     pub policy: Policy,
     pub schedule: Schedule,
+    pub reports: Reports,
     pub send_window: SendWindow,
     pub delivery: Delivery,
     pub mail: Mail,
@@ -70,6 +69,14 @@ pub struct CalendarSettings {
 pub struct Schedule {
     pub scan: String,
     pub max_scan_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reports {
+    pub weekly: String,
+    pub monthly: bool,
+    pub monthly_working_days_before_end: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,6 +166,7 @@ pub struct Config {
     pub timezone: Tz,
     pub backend: Backend,
     pub scan_cron: croner::Cron,
+    pub reports: ReportSchedule,
     pub window_start: NaiveTime,
     pub window_end: NaiveTime,
     pub from: lettre::message::Mailbox,
@@ -177,25 +185,18 @@ impl Config {
     /// As [`Config::load`], with the environment passed in (tests give their own).
     pub fn load_from(explicit: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
         let source = config_path(explicit, env);
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
         if let Some(path) = &source {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
             // Parse alone first so a syntax error names the file and line.
-            toml::from_str::<toml::Value>(&text).map_err(|e| ConfigError::File {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            toml::from_str::<toml::Value>(&text)
+                .map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
-        let overrides: std::collections::HashMap<String, String> = env
-            .iter()
-            .filter(|(k, _)| k.starts_with("NHACVIEC__"))
-            .cloned()
-            .collect();
+        let overrides: std::collections::HashMap<String, String> =
+            env.iter().filter(|(k, _)| k.starts_with("NHACVIEC__")).cloned().collect();
         builder = builder.add_source(
             config::Environment::with_prefix("NHACVIEC")
                 .prefix_separator("__")
@@ -205,10 +206,7 @@ impl Config {
         );
         let merged = builder.build().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let raw: Settings = merged.try_deserialize().map_err(|e| match &source {
-            Some(path) => ConfigError::File {
-                path: path.clone(),
-                reason: e.to_string(),
-            },
+            Some(path) => ConfigError::File { path: path.clone(), reason: e.to_string() },
             None => ConfigError::Invalid(e.to_string()),
         })?;
         Config::validate(raw, source)
@@ -223,6 +221,13 @@ impl Config {
         })?;
         let backend = backend_of(&raw.database.url)?;
         let scan_cron = parse_cron("schedule.scan", &raw.schedule.scan)?;
+        let reports = ReportSchedule {
+            weekly: match raw.reports.weekly.trim() {
+                "" => None,
+                expr => Some(parse_cron("reports.weekly", expr)?),
+            },
+            monthly_working_days_before_end: raw.reports.monthly.then_some(raw.reports.monthly_working_days_before_end),
+        };
         let window_start = parse_time("send_window.start", &raw.send_window.start)?;
         let window_end = parse_time("send_window.end", &raw.send_window.end)?;
         if window_end <= window_start {
@@ -255,7 +260,13 @@ impl Config {
             return Err(key_error("delivery.lease_seconds", "must be at least 10 seconds"));
         }
         let from = raw.mail.from.parse().map_err(|e| {
-            key_error("mail.from", format!("{:?} is not a mailbox ({e}); e.g. \"Thanh tra tỉnh <nhacviec@example.gov.vn>\"", raw.mail.from))
+            key_error(
+                "mail.from",
+                format!(
+                    "{:?} is not a mailbox ({e}); e.g. \"Thanh tra tỉnh <nhacviec@example.gov.vn>\"",
+                    raw.mail.from
+                ),
+            )
         })?;
         let transport = match raw.mail.transport.as_str() {
             "smtp" => MailTransport::Smtp,
@@ -301,6 +312,7 @@ impl Config {
             timezone,
             backend,
             scan_cron,
+            reports,
             window_start,
             window_end,
             from,
@@ -333,10 +345,7 @@ fn config_path(explicit: Option<&Path>, env: &[(String, String)]) -> Option<Path
     if let Some((_, path)) = env.iter().find(|(k, v)| k == "NHACVIEC_CONFIG" && !v.is_empty()) {
         return Some(PathBuf::from(path));
     }
-    ["/etc/nhacviec/nhacviec.toml", "config/nhacviec.toml"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
+    ["/etc/nhacviec/nhacviec.toml", "config/nhacviec.toml"].into_iter().map(PathBuf::from).find(|p| p.is_file())
 }
 
 pub fn backend_of(url: &str) -> Result<Backend, ConfigError> {
@@ -370,8 +379,7 @@ pub fn parse_cron(key: &str, expr: &str) -> Result<croner::Cron, ConfigError> {
 }
 
 fn parse_time(key: &str, text: &str) -> Result<NaiveTime, ConfigError> {
-    NaiveTime::parse_from_str(text, "%H:%M")
-        .map_err(|_| key_error(key, format!("{text:?} is not a time of day HH:MM")))
+    NaiveTime::parse_from_str(text, "%H:%M").map_err(|_| key_error(key, format!("{text:?} is not a time of day HH:MM")))
 }
 
 /// The URL with any password replaced by `***`, for logs and messages.

@@ -3,14 +3,17 @@
 //! record the message with its Message-ID under a lease, and only then send — outside any
 //! transaction. Each outcome is recorded by the lease holder: sent, retry later, or dead.
 
+use crate::app::Outlets;
 use crate::calendar::Calendar;
-use crate::channels::{DeliveryError, EmailChannel};
+use crate::channels::email::{compose, Draft};
+use crate::channels::DeliveryError;
 use crate::config::Config;
-use crate::domain::{Directive, Notice, Status};
+use crate::domain::{Directive, Notice, Person, Status};
 use crate::metrics::Metrics;
 use crate::outbox::retry_delay;
 use crate::planner::{plan_directive, Snapshot};
-use crate::render::Renderer;
+use crate::render::{RenderError, Rendered};
+use crate::reports::{audience_of, render_report, report_still_owed, report_window, ReportInput};
 use crate::store::{ClaimedMessage, MessageOutcome, NewMessage, QueuedNotice, Store};
 use chrono::DateTime;
 use chrono_tz::Tz;
@@ -35,8 +38,7 @@ pub struct DeliveryStats {
 pub struct Deliverer<'a> {
     pub config: &'a Config,
     pub store: &'a Store,
-    pub renderer: &'a Renderer,
-    pub email: &'a EmailChannel,
+    pub outlets: &'a Outlets,
     pub owner: &'a str,
     pub metrics: &'a Metrics,
     /// Set on shutdown: stop claiming and start no new send.
@@ -44,9 +46,7 @@ pub struct Deliverer<'a> {
 }
 
 pub fn wall_clock() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl Deliverer<'_> {
@@ -89,7 +89,8 @@ impl Deliverer<'_> {
     }
 
     /// Claims pending notices, supersedes the stale ones, records one message per person and
-    /// channel (or per notice when grouping is off), leased to this process.
+    /// channel (or per notice when grouping is off) — a digest or report always its own
+    /// message — leased to this process.
     async fn claim_and_record(
         &self,
         snapshot: &Snapshot,
@@ -101,106 +102,23 @@ impl Deliverer<'_> {
         if claim.notices.is_empty() {
             return Ok(Vec::new());
         }
-        let codes: Vec<String> = claim
-            .notices
-            .iter()
-            .filter_map(|n| n.directive.clone())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let directives: HashMap<String, Directive> = self
-            .store
-            .directives_by_code(&codes)
-            .await?
-            .into_iter()
-            .map(|d| (d.code.clone(), d))
-            .collect();
-        let today = now.date_naive();
-        let policy = &self.config.raw.policy;
-        let mut owed: HashMap<&str, Vec<Notice>> = HashMap::new();
-        for (code, directive) in &directives {
-            let mut out = Vec::new();
-            plan_directive(snapshot, policy, calendar, today, directive, &mut out);
-            owed.insert(code.as_str(), out);
-        }
+        let (reminders, reports): (Vec<&QueuedNotice>, Vec<&QueuedNotice>) =
+            claim.notices.iter().partition(|n| n.directive.is_some());
         let mut superseded = Vec::new();
-        let mut groups: BTreeMap<(String, String, usize), Vec<&QueuedNotice>> = BTreeMap::new();
-        for (i, notice) in claim.notices.iter().enumerate() {
-            let verdict = notice
-                .directive
-                .as_deref()
-                .map(|code| still_owed(notice, directives.get(code), owed.get(code)));
-            if let Some(Err(reason)) = verdict {
-                superseded.push((notice.key.clone(), reason));
-                continue;
-            }
-            if !snapshot.people.get(&notice.recipient).is_some_and(|p| p.active) {
-                superseded.push((notice.key.clone(), "recipient no longer active".into()));
-                continue;
-            }
-            let slot = if self.config.raw.delivery.group { 0 } else { i };
-            groups
-                .entry((notice.recipient.clone(), notice.channel.clone(), slot))
-                .or_default()
-                .push(notice);
-        }
         let mut messages = Vec::new();
-        for ((recipient, channel, _), notices) in groups {
-            let Some(person) = snapshot.people.get(&recipient) else { continue };
-            let rendered = match self.renderer.reminder(
-                &self.config.raw.agency.name,
-                today,
-                person,
-                &notices,
-                &directives,
-                snapshot,
-            ) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(recipient, error = %e, "cannot render a reminder; notices stay pending");
-                    return Ok(Vec::new());
-                }
-            };
-            let id = uuid::Uuid::new_v4().to_string();
-            let message_id = format!("<{id}@{}>", self.message_id_domain());
-            let raw = crate::channels::email::compose(crate::channels::email::Draft {
-                from: self.email.from_mailbox(),
-                to_name: &person.name,
-                to_address: &person.email,
-                subject: &rendered.subject,
-                text: rendered.text,
-                html: rendered.html,
-                message_id: &message_id,
-                date: now.to_utc(),
-            });
-            let raw = match raw {
-                Ok(raw) => raw,
-                Err(e) => {
-                    for n in &notices {
-                        superseded.push((n.key.clone(), format!("cannot be addressed: {e}")));
-                    }
-                    continue;
-                }
-            };
-            messages.push(NewMessage {
-                id,
-                message_id,
-                recipient,
-                address: person.email.clone(),
-                channel,
-                subject: rendered.subject,
-                payload: raw,
-                notice_keys: notices.iter().map(|n| n.key.clone()).collect(),
-            });
+        if !reminders.is_empty() {
+            self.reminder_messages(snapshot, calendar, now, &reminders, &mut messages, &mut superseded).await?;
+        }
+        if !reports.is_empty() {
+            self.report_messages(snapshot, calendar, now, &reports, &mut messages, &mut superseded).await?;
         }
         let lease_until = self.lease_until();
-        claim
-            .commit(&messages, &superseded, self.owner, lease_until, now.timestamp())
-            .await?;
+        claim.commit(&messages, &superseded, self.owner, lease_until, now.timestamp()).await?;
         stats.superseded += superseded.len();
         stats.messages_created += messages.len();
         for (key, reason) in &superseded {
-            self.metrics.record_message("reminder", "email", "superseded");
+            let kind = if key.starts_with("digest:") { "digest" } else { "reminder" };
+            self.metrics.record_message(kind, "email", "superseded");
             tracing::info!(key, reason, "notice superseded, not sent");
         }
         Ok(messages
@@ -208,6 +126,7 @@ impl Deliverer<'_> {
             .map(|m| ClaimedMessage {
                 id: m.id,
                 message_id: m.message_id,
+                kind: m.kind,
                 recipient: m.recipient,
                 address: m.address,
                 channel: m.channel,
@@ -218,10 +137,147 @@ impl Deliverer<'_> {
             .collect())
     }
 
+    /// Re-plans each claimed reminder's directive: still owed → grouped into a message;
+    /// otherwise superseded with the reason.
+    async fn reminder_messages(
+        &self,
+        snapshot: &Snapshot,
+        calendar: &Calendar,
+        now: DateTime<Tz>,
+        notices: &[&QueuedNotice],
+        messages: &mut Vec<NewMessage>,
+        superseded: &mut Vec<(String, String)>,
+    ) -> Result<(), crate::store::StoreError> {
+        let codes: Vec<String> =
+            notices.iter().filter_map(|n| n.directive.clone()).collect::<HashSet<_>>().into_iter().collect();
+        let directives: HashMap<String, Directive> =
+            self.store.directives_by_code(&codes).await?.into_iter().map(|d| (d.code.clone(), d)).collect();
+        let today = now.date_naive();
+        let mut owed: HashMap<&str, Vec<Notice>> = HashMap::new();
+        for (code, directive) in &directives {
+            let mut out = Vec::new();
+            plan_directive(snapshot, &self.config.raw.policy, calendar, today, directive, &mut out);
+            owed.insert(code.as_str(), out);
+        }
+        let mut groups: BTreeMap<(String, String, usize), Vec<&QueuedNotice>> = BTreeMap::new();
+        for (i, notice) in notices.iter().enumerate() {
+            let code = notice.directive.as_deref().unwrap_or_default();
+            if let Err(reason) = still_owed(notice, directives.get(code), owed.get(code)) {
+                superseded.push((notice.key.clone(), reason));
+                continue;
+            }
+            if !snapshot.people.get(&notice.recipient).is_some_and(|p| p.active) {
+                superseded.push((notice.key.clone(), "recipient no longer active".into()));
+                continue;
+            }
+            let slot = if self.config.raw.delivery.group { 0 } else { i };
+            groups.entry((notice.recipient.clone(), notice.channel.clone(), slot)).or_default().push(notice);
+        }
+        for ((recipient, channel, _), group) in groups {
+            let Some(person) = snapshot.people.get(&recipient) else { continue };
+            let rendered = self.outlets.renderer.reminder(
+                &self.config.raw.agency.name,
+                today,
+                person,
+                &group,
+                &directives,
+                snapshot,
+            );
+            let keys: Vec<String> = group.iter().map(|n| n.key.clone()).collect();
+            self.record(rendered, "reminder", person, &channel, keys, now, messages, superseded);
+        }
+        Ok(())
+    }
+
+    /// Digests and monthly reports: each still owed (same week or month, recipient still a
+    /// leader or chief) becomes its own message, built from the store's current directives.
+    async fn report_messages(
+        &self,
+        snapshot: &Snapshot,
+        calendar: &Calendar,
+        now: DateTime<Tz>,
+        notices: &[&QueuedNotice],
+        messages: &mut Vec<NewMessage>,
+        superseded: &mut Vec<(String, String)>,
+    ) -> Result<(), crate::store::StoreError> {
+        let today = now.date_naive();
+        let (since, due_from, due_until) = report_window(today);
+        let directives = self.store.report_directives(since, due_from, due_until).await?;
+        let input = ReportInput { snapshot, directives: &directives, calendar, policy: &self.config.raw.policy, today };
+        for notice in notices {
+            let verdict = report_still_owed(&notice.stage, today, calendar, &self.config.reports).and_then(|()| {
+                let person = snapshot.people.get(&notice.recipient).filter(|p| p.active);
+                let audience = audience_of(snapshot, &notice.recipient);
+                person.zip(audience).ok_or_else(|| "recipient no longer leads a block".to_string())
+            });
+            let (person, audience) = match verdict {
+                Ok(found) => found,
+                Err(reason) => {
+                    superseded.push((notice.key.clone(), reason));
+                    continue;
+                }
+            };
+            let rendered = render_report(&self.outlets.digests, &input, person, &audience, &notice.stage);
+            let kind = if notice.ladder == "report" { "report" } else { "digest" };
+            self.record(rendered, kind, person, &notice.channel, vec![notice.key.clone()], now, messages, superseded);
+        }
+        Ok(())
+    }
+
+    /// Turns a rendering into a recorded message; a rendering or addressing failure
+    /// supersedes its notices with the reason rather than blocking the batch.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        rendered: Result<Rendered, RenderError>,
+        kind: &str,
+        person: &Person,
+        channel: &str,
+        keys: Vec<String>,
+        now: DateTime<Tz>,
+        messages: &mut Vec<NewMessage>,
+        superseded: &mut Vec<(String, String)>,
+    ) {
+        let rendered = match rendered {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(recipient = %person.code, error = %e, "cannot render a message");
+                superseded.extend(keys.into_iter().map(|k| (k, format!("cannot be rendered: {e}"))));
+                return;
+            }
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let message_id = format!("<{id}@{}>", self.message_id_domain());
+        let raw = compose(Draft {
+            from: self.outlets.email.from_mailbox(),
+            to_name: &person.name,
+            to_address: &person.email,
+            subject: &rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+            message_id: &message_id,
+            date: now.to_utc(),
+        });
+        match raw {
+            Ok(payload) => messages.push(NewMessage {
+                id,
+                message_id,
+                kind: kind.to_string(),
+                recipient: person.code.clone(),
+                address: person.email.clone(),
+                channel: channel.to_string(),
+                subject: rendered.subject,
+                payload,
+                notice_keys: keys,
+            }),
+            Err(e) => superseded.extend(keys.into_iter().map(|k| (k, format!("cannot be addressed: {e}")))),
+        }
+    }
+
     fn message_id_domain(&self) -> String {
         let configured = self.config.raw.mail.message_id_domain.trim();
         if configured.is_empty() {
-            self.email.from_mailbox().email.domain().to_string()
+            self.outlets.email.from_mailbox().email.domain().to_string()
         } else {
             configured.to_string()
         }
@@ -239,7 +295,7 @@ impl Deliverer<'_> {
                 if self.stopping.load(Ordering::SeqCst) {
                     return (m, None);
                 }
-                let result = self.email.send(&m.message_id, &m.address, &m.payload).await;
+                let result = self.outlets.email.send(&m.message_id, &m.address, &m.payload).await;
                 (m, Some(result))
             })
             .buffer_unordered(concurrency)
@@ -253,7 +309,7 @@ impl Deliverer<'_> {
                 MessageOutcome::Retry { .. } => "retry",
                 MessageOutcome::Dead { .. } => "dead",
             };
-            self.metrics.record_message("reminder", &message.channel, label);
+            self.metrics.record_message(&message.kind, &message.channel, label);
             match &outcome {
                 MessageOutcome::Sent => {
                     stats.sent += 1;
@@ -268,11 +324,7 @@ impl Deliverer<'_> {
                     tracing::error!(message_id = %message.message_id, recipient = %message.recipient, error, "send failed permanently");
                 }
             }
-            if !self
-                .store
-                .finish_message(&message.id, self.owner, &outcome, now.timestamp())
-                .await?
-            {
+            if !self.store.finish_message(&message.id, self.owner, &outcome, now.timestamp()).await? {
                 stats.lease_lost += 1;
                 tracing::warn!(message_id = %message.message_id, "lease lost before the outcome was recorded");
             }
@@ -280,17 +332,23 @@ impl Deliverer<'_> {
         Ok(())
     }
 
-    fn outcome(&self, message: &ClaimedMessage, result: Result<(), DeliveryError>, now: DateTime<Tz>) -> MessageOutcome {
+    fn outcome(
+        &self,
+        message: &ClaimedMessage,
+        result: Result<(), DeliveryError>,
+        now: DateTime<Tz>,
+    ) -> MessageOutcome {
         let delivery = &self.config.raw.delivery;
         let attempt = u32::try_from(message.attempts + 1).unwrap_or(u32::MAX);
         match result {
             Ok(()) => MessageOutcome::Sent,
             Err(DeliveryError::Permanent(error)) => MessageOutcome::Dead { error },
-            Err(DeliveryError::Transient(error)) if attempt >= delivery.max_attempts => MessageOutcome::Dead {
-                error: format!("gave up after {attempt} attempts; last error: {error}"),
-            },
+            Err(DeliveryError::Transient(error)) if attempt >= delivery.max_attempts => {
+                MessageOutcome::Dead { error: format!("gave up after {attempt} attempts; last error: {error}") }
+            }
             Err(DeliveryError::Transient(error)) => {
-                let delay = retry_delay(delivery.retry_base_seconds, delivery.retry_max_seconds, attempt, fastrand::f64());
+                let delay =
+                    retry_delay(delivery.retry_base_seconds, delivery.retry_max_seconds, attempt, fastrand::f64());
                 MessageOutcome::Retry {
                     next_attempt_at: now.timestamp() + i64::try_from(delay).unwrap_or(i64::MAX / 2),
                     error,

@@ -179,7 +179,10 @@ pub enum Ladder {
     Closed,
     MissingAssignee,
     MissingDueDate,
+    /// The weekly digest to a leader or the chief.
     Digest,
+    /// The monthly briefing report (báo cáo giao ban tháng).
+    Report,
 }
 
 impl Ladder {
@@ -193,6 +196,7 @@ impl Ladder {
             Ladder::MissingAssignee => "missing_assignee",
             Ladder::MissingDueDate => "missing_due_date",
             Ladder::Digest => "digest",
+            Ladder::Report => "report",
         }
     }
 }
@@ -209,6 +213,7 @@ impl FromStr for Ladder {
             Ladder::MissingAssignee,
             Ladder::MissingDueDate,
             Ladder::Digest,
+            Ladder::Report,
         ]
         .into_iter()
         .find(|l| l.as_str() == s)

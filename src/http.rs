@@ -33,10 +33,7 @@ pub struct HttpState {
 
 /// The routes, for [`serve`] (and for tests that drive the router directly).
 pub fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .with_state(Arc::new(state))
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(Arc::new(state))
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish.
@@ -48,9 +45,7 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving /healthz and /metrics");
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
 /// How the database answered a ping.
@@ -70,21 +65,11 @@ async fn ping(store: &Store) -> DbCheck {
 }
 
 /// The health verdict: `Ok` when healthy, else the one-line reason.
-fn verdict(
-    db: DbCheck,
-    last_success: Option<i64>,
-    now_unix: i64,
-    stale_after: Duration,
-) -> Result<(), String> {
+fn verdict(db: DbCheck, last_success: Option<i64>, now_unix: i64, stale_after: Duration) -> Result<(), String> {
     match db {
         DbCheck::Answered => {}
         DbCheck::Failed => return Err("database unreachable: it did not answer SELECT 1".into()),
-        DbCheck::TimedOut => {
-            return Err(format!(
-                "database did not answer within {} s",
-                DB_TIMEOUT.as_secs()
-            ))
-        }
+        DbCheck::TimedOut => return Err(format!("database did not answer within {} s", DB_TIMEOUT.as_secs())),
     }
     let Some(at) = last_success else {
         // Right after start-up too: until one scan has gone through, nothing shows the
@@ -102,19 +87,12 @@ fn verdict(
 /// Wall-clock Unix seconds. Health is about real elapsed time, not the logical `now` that
 /// planning runs on (like leases, see the design's "two clocks").
 fn wall_clock_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
     let db = ping(&state.store).await;
-    match verdict(
-        db,
-        state.metrics.last_successful_scan(),
-        wall_clock_unix(),
-        state.stale_after,
-    ) {
+    match verdict(db, state.metrics.last_successful_scan(), wall_clock_unix(), state.stale_after) {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(reason) => {
             tracing::debug!(%reason, "health check failed");
@@ -126,9 +104,7 @@ async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     // dead_limit 0: only the counts are wanted, not the dead letters themselves.
     let body = match tokio::time::timeout(DB_TIMEOUT, state.store.status_report(0)).await {
-        Ok(Ok(report)) => state
-            .metrics
-            .render(&OutboxSnapshot::from_counts(&report.counts)),
+        Ok(Ok(report)) => state.metrics.render(&OutboxSnapshot::from_counts(&report.counts)),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "outbox counts unavailable; serving process counters only");
             state.metrics.render_without_outbox()
@@ -167,22 +143,11 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let state = HttpState {
-            store: store.clone(),
-            metrics: metrics.clone(),
-            stale_after: HOUR,
-        };
+        let state = HttpState { store: store.clone(), metrics: metrics.clone(), stale_after: HOUR };
         let server = tokio::spawn(serve(listener, state, async move {
             let _ = stopped.await;
         }));
-        Running {
-            addr,
-            stop,
-            server,
-            store,
-            metrics,
-            _dir: dir,
-        }
+        Running { addr, stop, server, store, metrics, _dir: dir }
     }
 
     /// (status code, Content-Type, body) of `GET path` over a fresh connection.
@@ -191,21 +156,14 @@ mod tests {
         let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await.unwrap().unwrap();
         let text = String::from_utf8(raw).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let status_line = head.lines().next().unwrap();
         let code = status_line.split(' ').nth(1).unwrap().parse().unwrap();
         let content_type = head
             .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-type:")
-                    .map(|v| v.trim().to_string())
-            })
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_string()))
             .unwrap_or_default();
         (code, content_type, body.to_string())
     }
@@ -221,15 +179,11 @@ mod tests {
         let (code, _, body) = get(running.addr, "/healthz").await;
         assert_eq!((code, body.as_str()), (503, "no successful scan yet\n"));
 
-        running
-            .metrics
-            .record_scan(Duration::from_millis(20), now(), false);
+        running.metrics.record_scan(Duration::from_millis(20), now(), false);
         let (code, _, body) = get(running.addr, "/healthz").await;
         assert_eq!((code, body.as_str()), (503, "no successful scan yet\n"));
 
-        running
-            .metrics
-            .record_scan(Duration::from_millis(20), now(), true);
+        running.metrics.record_scan(Duration::from_millis(20), now(), true);
         let (code, content_type, body) = get(running.addr, "/healthz").await;
         assert_eq!((code, body.as_str()), (200, "ok\n"));
         assert!(content_type.starts_with("text/plain"), "{content_type}");
@@ -241,9 +195,7 @@ mod tests {
     #[tokio::test]
     async fn healthz_is_503_once_the_last_successful_scan_is_stale() {
         let running = start().await;
-        running
-            .metrics
-            .record_scan(Duration::from_millis(20), now() - 2 * 3600, true);
+        running.metrics.record_scan(Duration::from_millis(20), now() - 2 * 3600, true);
         let (code, _, body) = get(running.addr, "/healthz").await;
         assert_eq!(code, 503);
         assert!(body.starts_with("last successful scan 72"), "{body}");
@@ -253,9 +205,7 @@ mod tests {
     #[tokio::test]
     async fn healthz_is_503_when_the_database_goes_away() {
         let running = start().await;
-        running
-            .metrics
-            .record_scan(Duration::from_millis(20), now(), true);
+        running.metrics.record_scan(Duration::from_millis(20), now(), true);
         assert_eq!(get(running.addr, "/healthz").await.0, 200);
 
         running.store.close().await;
@@ -268,9 +218,7 @@ mod tests {
     async fn metrics_serve_every_family_as_prometheus_text() {
         let running = start().await;
         running.metrics.record_message("reminder", "email", "sent");
-        running
-            .metrics
-            .record_scan(Duration::from_millis(300), 1_700_000_000, true);
+        running.metrics.record_scan(Duration::from_millis(300), 1_700_000_000, true);
 
         let (code, content_type, body) = get(running.addr, "/metrics").await;
         assert_eq!(code, 200);
@@ -286,9 +234,7 @@ mod tests {
         ] {
             assert!(body.contains(family), "{family} missing from:\n{body}");
         }
-        assert!(body.contains(
-            "nhacviec_messages_total{kind=\"reminder\",channel=\"email\",outcome=\"sent\"} 1\n"
-        ));
+        assert!(body.contains("nhacviec_messages_total{kind=\"reminder\",channel=\"email\",outcome=\"sent\"} 1\n"));
         assert!(body.contains("nhacviec_outbox_notices{status=\"pending\"} 0\n"));
         assert!(body.contains("nhacviec_dead_letters 0\n"));
         assert!(body.contains("nhacviec_scan_duration_seconds 0.3\n"));
@@ -298,9 +244,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_still_serve_the_process_counters_when_the_database_is_down() {
         let running = start().await;
-        running
-            .metrics
-            .record_scan(Duration::from_millis(300), 1_700_000_000, true);
+        running.metrics.record_scan(Duration::from_millis(300), 1_700_000_000, true);
         running.store.close().await;
 
         let (code, _, body) = get(running.addr, "/metrics").await;
@@ -329,21 +273,10 @@ mod tests {
         let fresh = Some(1000);
         assert_eq!(verdict(DbCheck::Answered, fresh, 1000, HOUR), Ok(()));
         assert_eq!(verdict(DbCheck::Answered, fresh, 1000 + 3600, HOUR), Ok(()));
-        assert_eq!(
-            verdict(DbCheck::Answered, fresh, 1000 + 3601, HOUR),
-            Err("last successful scan 3601 s ago".into())
-        );
+        assert_eq!(verdict(DbCheck::Answered, fresh, 1000 + 3601, HOUR), Err("last successful scan 3601 s ago".into()));
         assert_eq!(verdict(DbCheck::Answered, fresh, 900, HOUR), Ok(()));
-        assert_eq!(
-            verdict(DbCheck::Answered, None, 1000, HOUR),
-            Err("no successful scan yet".into())
-        );
-        assert_eq!(
-            verdict(DbCheck::TimedOut, fresh, 1000, HOUR),
-            Err("database did not answer within 2 s".into())
-        );
-        assert!(verdict(DbCheck::Failed, fresh, 1000, HOUR)
-            .unwrap_err()
-            .starts_with("database unreachable: "));
+        assert_eq!(verdict(DbCheck::Answered, None, 1000, HOUR), Err("no successful scan yet".into()));
+        assert_eq!(verdict(DbCheck::TimedOut, fresh, 1000, HOUR), Err("database did not answer within 2 s".into()));
+        assert!(verdict(DbCheck::Failed, fresh, 1000, HOUR).unwrap_err().starts_with("database unreachable: "));
     }
 }

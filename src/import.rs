@@ -184,8 +184,20 @@ fn json_kind(v: &Value) -> &'static str {
 const UNIT_FIELDS: &[&str] = &["code", "name", "head", "leader"];
 const PERSON_FIELDS: &[&str] = &["code", "name", "title", "email", "unit", "role", "active"];
 const DIRECTIVE_FIELDS: &[&str] = &[
-    "code", "kind", "title", "source", "unit", "assignee", "leader", "assigned_on", "due_on", "status",
-    "completed_on", "closed_on", "result", "confidential",
+    "code",
+    "kind",
+    "title",
+    "source",
+    "unit",
+    "assignee",
+    "leader",
+    "assigned_on",
+    "due_on",
+    "status",
+    "completed_on",
+    "closed_on",
+    "result",
+    "confidential",
 ];
 const CALENDAR_FIELDS: &[&str] = &["date", "kind", "note"];
 
@@ -294,12 +306,7 @@ fn read_json(file: &str, bytes: &[u8], parsed: &mut Parsed, issues: &mut Vec<Imp
                 });
                 continue;
             };
-            let record = Record {
-                file,
-                location,
-                fields,
-                issues,
-            };
+            let record = Record { file, location, fields, issues };
             read_record(&section, record, parsed, &mut seen);
         }
     }
@@ -339,12 +346,7 @@ fn read_csv(file: &str, bytes: &[u8], parsed: &mut Parsed, issues: &mut Vec<Impo
                     .zip(row.iter())
                     .map(|(h, v)| (h.trim().to_string(), Value::String(v.to_string())))
                     .collect();
-                let record = Record {
-                    file,
-                    location: format!("line {line}"),
-                    fields,
-                    issues,
-                };
+                let record = Record { file, location: format!("line {line}"), fields, issues };
                 read_record("directives", record, parsed, &mut seen);
             }
         }
@@ -451,7 +453,8 @@ fn read_directive(mut r: Record<'_>, parsed: &mut Parsed, before: usize) {
         result: r.opt_text("result"),
         confidential: r.boolean("confidential", false),
     };
-    if directive.status == Status::Completed && directive.completed_on.is_none() && !r.already_reported("completed_on") {
+    if directive.status == Status::Completed && directive.completed_on.is_none() && !r.already_reported("completed_on")
+    {
         r.issue(Some("completed_on"), "is required when status is completed");
     }
     if directive.status == Status::Closed && directive.closed_on.is_none() && !r.already_reported("closed_on") {
@@ -477,18 +480,10 @@ fn read_directive(mut r: Record<'_>, parsed: &mut Parsed, before: usize) {
 }
 
 fn cross_check(parsed: &mut Parsed, known: &KnownCodes, issues: &mut Vec<ImportIssue>) {
-    let units: HashSet<&str> = known
-        .units
-        .iter()
-        .map(String::as_str)
-        .chain(parsed.batch.units.iter().map(|u| u.code.as_str()))
-        .collect();
-    let people: HashSet<&str> = known
-        .people
-        .iter()
-        .map(String::as_str)
-        .chain(parsed.batch.people.iter().map(|p| p.code.as_str()))
-        .collect();
+    let units: HashSet<&str> =
+        known.units.iter().map(String::as_str).chain(parsed.batch.units.iter().map(|u| u.code.as_str())).collect();
+    let people: HashSet<&str> =
+        known.people.iter().map(String::as_str).chain(parsed.batch.people.iter().map(|p| p.code.as_str())).collect();
     for (file, location, field, code) in &parsed.unit_refs {
         if !code.is_empty() && !units.contains(code.as_str()) {
             issues.push(ImportIssue {

@@ -23,6 +23,7 @@ pub mod outbox;
 pub mod planner;
 pub mod policy;
 pub mod render;
+pub mod reports;
 pub mod scheduler;
 pub mod store;
 pub mod time;

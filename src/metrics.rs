@@ -37,15 +37,8 @@ impl OutboxSnapshot {
     /// `status_report(0)` is enough.
     pub fn from_counts(counts: &OutboxCounts) -> OutboxSnapshot {
         let messages = with_known(&counts.messages, &MESSAGE_STATUSES);
-        let dead_letters = messages
-            .iter()
-            .find(|(status, _)| status == "dead")
-            .map_or(0, |(_, n)| *n);
-        OutboxSnapshot {
-            notices: with_known(&counts.notices, &NOTICE_STATUSES),
-            messages,
-            dead_letters,
-        }
+        let dead_letters = messages.iter().find(|(status, _)| status == "dead").map_or(0, |(_, n)| *n);
+        OutboxSnapshot { notices: with_known(&counts.notices, &NOTICE_STATUSES), messages, dead_letters }
     }
 }
 
@@ -81,35 +74,24 @@ impl Metrics {
     /// Counts one message finished by delivery. `kind` is reminder | digest | report;
     /// `outcome` is sent | retry | dead | superseded.
     pub fn record_message(&self, kind: &str, channel: &str, outcome: &str) {
-        let mut messages = self
-            .messages
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *messages
-            .entry((kind.to_string(), channel.to_string(), outcome.to_string()))
-            .or_insert(0) += 1;
+        let mut messages = self.messages.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *messages.entry((kind.to_string(), channel.to_string(), outcome.to_string())).or_insert(0) += 1;
     }
 
     /// Makes every kind × outcome series of `channel` exist at 0, so the first message of
     /// each shows up in `rate()` / `increase()` instead of being the series' first sample.
     pub fn declare_channel(&self, channel: &str) {
-        let mut messages = self
-            .messages
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut messages = self.messages.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for kind in KINDS {
             for outcome in OUTCOMES {
-                messages
-                    .entry((kind.to_string(), channel.to_string(), outcome.to_string()))
-                    .or_insert(0);
+                messages.entry((kind.to_string(), channel.to_string(), outcome.to_string())).or_insert(0);
             }
         }
     }
 
     /// Records a finished scan: its duration, and when `ok`, the wall-clock time it ended.
     pub fn record_scan(&self, duration: Duration, finished_unix: i64, ok: bool) {
-        self.last_scan_seconds
-            .store(duration.as_secs_f64().to_bits(), Ordering::Relaxed);
+        self.last_scan_seconds.store(duration.as_secs_f64().to_bits(), Ordering::Relaxed);
         self.scanned.store(true, Ordering::Release);
         if ok {
             self.scans_ok.fetch_add(1, Ordering::Relaxed);
@@ -122,9 +104,7 @@ impl Metrics {
 
     /// Unix seconds when the last successful scan ended, if one has.
     pub fn last_successful_scan(&self) -> Option<i64> {
-        self.succeeded
-            .load(Ordering::Acquire)
-            .then(|| self.last_success.load(Ordering::Relaxed))
+        self.succeeded.load(Ordering::Acquire).then(|| self.last_success.load(Ordering::Relaxed))
     }
 
     /// Everything, in Prometheus text format 0.0.4.
@@ -148,19 +128,12 @@ impl Metrics {
             "Messages finished by delivery, by kind (reminder, digest, report), channel and outcome (sent, retry, dead, superseded).",
         );
         {
-            let messages = self
-                .messages
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let messages = self.messages.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             for ((kind, channel, outcome), n) in messages.iter() {
                 sample(
                     &mut out,
                     "nhacviec_messages_total",
-                    &[
-                        ("kind", kind.as_str()),
-                        ("channel", channel.as_str()),
-                        ("outcome", outcome.as_str()),
-                    ],
+                    &[("kind", kind.as_str()), ("channel", channel.as_str()), ("outcome", outcome.as_str())],
                     n,
                 );
             }
@@ -172,41 +145,16 @@ impl Metrics {
             "gauge",
             "1 when the database answered this scrape's outbox count, else 0 (and the outbox families are absent).",
         );
-        sample(
-            &mut out,
-            "nhacviec_database_up",
-            &[],
-            u8::from(outbox.is_some()),
-        );
+        sample(&mut out, "nhacviec_database_up", &[], u8::from(outbox.is_some()));
 
         if let Some(outbox) = outbox {
-            family(
-                &mut out,
-                "nhacviec_outbox_notices",
-                "gauge",
-                "Notices in the outbox by status.",
-            );
+            family(&mut out, "nhacviec_outbox_notices", "gauge", "Notices in the outbox by status.");
             for (status, n) in &outbox.notices {
-                sample(
-                    &mut out,
-                    "nhacviec_outbox_notices",
-                    &[("status", status.as_str())],
-                    n,
-                );
+                sample(&mut out, "nhacviec_outbox_notices", &[("status", status.as_str())], n);
             }
-            family(
-                &mut out,
-                "nhacviec_outbox_messages",
-                "gauge",
-                "Messages in the outbox by status.",
-            );
+            family(&mut out, "nhacviec_outbox_messages", "gauge", "Messages in the outbox by status.");
             for (status, n) in &outbox.messages {
-                sample(
-                    &mut out,
-                    "nhacviec_outbox_messages",
-                    &[("status", status.as_str())],
-                    n,
-                );
+                sample(&mut out, "nhacviec_outbox_messages", &[("status", status.as_str())], n);
             }
             family(
                 &mut out,
@@ -228,21 +176,11 @@ impl Metrics {
             sample(&mut out, "nhacviec_scan_duration_seconds", &[], seconds);
         }
 
-        family(
-            &mut out,
-            "nhacviec_scans_total",
-            "counter",
-            "Scans finished since the process started, by result.",
-        );
+        family(&mut out, "nhacviec_scans_total", "counter", "Scans finished since the process started, by result.");
         let ok = self.scans_ok.load(Ordering::Relaxed);
         let error = self.scans_error.load(Ordering::Relaxed);
         sample(&mut out, "nhacviec_scans_total", &[("result", "ok")], ok);
-        sample(
-            &mut out,
-            "nhacviec_scans_total",
-            &[("result", "error")],
-            error,
-        );
+        sample(&mut out, "nhacviec_scans_total", &[("result", "error")], error);
 
         family(
             &mut out,
@@ -251,12 +189,7 @@ impl Metrics {
             "Unix time when the last successful scan ended; absent until one has.",
         );
         if let Some(at) = self.last_successful_scan() {
-            sample(
-                &mut out,
-                "nhacviec_last_successful_scan_timestamp_seconds",
-                &[],
-                at,
-            );
+            sample(&mut out, "nhacviec_last_successful_scan_timestamp_seconds", &[], at);
         }
 
         out
@@ -370,9 +303,7 @@ nhacviec_last_successful_scan_timestamp_seconds 1662339600
         metrics.record_message("reminder", "email", "dead");
         metrics.record_scan(Duration::from_secs(2), 1_700_000_000, true);
         let after = metrics.render(&OutboxSnapshot::default());
-        assert!(after.contains(
-            "nhacviec_messages_total{kind=\"reminder\",channel=\"email\",outcome=\"dead\"} 1\n"
-        ));
+        assert!(after.contains("nhacviec_messages_total{kind=\"reminder\",channel=\"email\",outcome=\"dead\"} 1\n"));
         assert!(after.contains("nhacviec_scans_total{result=\"ok\"} 1\n"));
         assert!(after.contains("\nnhacviec_scan_duration_seconds 2\n"));
         assert!(after.contains("\nnhacviec_last_successful_scan_timestamp_seconds 1700000000\n"));
@@ -411,17 +342,10 @@ nhacviec_last_successful_scan_timestamp_seconds 1662339600
         metrics.declare_channel("email");
         metrics.record_message("digest", "email", "sent");
         let text = metrics.render_without_outbox();
-        let series = text
-            .lines()
-            .filter(|l| l.starts_with("nhacviec_messages_total{"))
-            .count();
+        let series = text.lines().filter(|l| l.starts_with("nhacviec_messages_total{")).count();
         assert_eq!(series, KINDS.len() * OUTCOMES.len());
-        assert!(text.contains(
-            "nhacviec_messages_total{kind=\"report\",channel=\"email\",outcome=\"superseded\"} 0\n"
-        ));
-        assert!(text.contains(
-            "nhacviec_messages_total{kind=\"digest\",channel=\"email\",outcome=\"sent\"} 1\n"
-        ));
+        assert!(text.contains("nhacviec_messages_total{kind=\"report\",channel=\"email\",outcome=\"superseded\"} 0\n"));
+        assert!(text.contains("nhacviec_messages_total{kind=\"digest\",channel=\"email\",outcome=\"sent\"} 1\n"));
     }
 
     #[test]
@@ -444,11 +368,7 @@ nhacviec_last_successful_scan_timestamp_seconds 1662339600
         );
         assert_eq!(
             snapshot.messages,
-            vec![
-                ("dead".to_string(), 2),
-                ("queued".to_string(), 1),
-                ("sent".to_string(), 0)
-            ]
+            vec![("dead".to_string(), 2), ("queued".to_string(), 1), ("sent".to_string(), 0)]
         );
     }
 }

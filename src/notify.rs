@@ -55,12 +55,7 @@ impl Notifier {
         }
     }
 
-    fn from_vars(
-        socket: Option<OsString>,
-        usec: Option<&str>,
-        pid: Option<&str>,
-        our_pid: u32,
-    ) -> Notifier {
+    fn from_vars(socket: Option<OsString>, usec: Option<&str>, pid: Option<&str>, our_pid: u32) -> Notifier {
         // Like sd_watchdog_enabled(): WATCHDOG_PID, when set, names the process the watchdog
         // is meant for; a child that inherited the variables must not ping on its parent's
         // behalf, and an unreadable value disables the watchdog rather than guessing.
@@ -68,9 +63,7 @@ impl Notifier {
             None => true,
             Some(pid) => pid.trim().parse::<u32>().is_ok_and(|pid| pid == our_pid),
         };
-        let watchdog_usec = usec
-            .filter(|_| ours)
-            .and_then(|usec| usec.trim().parse::<u64>().ok());
+        let watchdog_usec = usec.filter(|_| ours).and_then(|usec| usec.trim().parse::<u64>().ok());
         Notifier::new(socket.map(PathBuf::from), watchdog_usec)
     }
 
@@ -87,10 +80,7 @@ impl Notifier {
     /// A one-line status shown by `systemctl status`.
     pub fn status(&self, text: &str) {
         // A newline would end the STATUS= assignment and start another (unknown) one.
-        let line: String = text
-            .chars()
-            .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
-            .collect();
+        let line: String = text.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
         self.notify(&format!("STATUS={line}"));
     }
 
@@ -109,8 +99,7 @@ impl Notifier {
     /// is not watching.
     pub fn watchdog_interval(&self) -> Option<Duration> {
         self.target.as_ref()?;
-        self.watchdog_usec
-            .map(|usec| Duration::from_micros(usec / 2))
+        self.watchdog_usec.map(|usec| Duration::from_micros(usec / 2))
     }
 
     /// Sends one datagram of newline-separated `KEY=VALUE` assignments.
@@ -133,10 +122,7 @@ fn send(target: &Target, datagram: &[u8]) -> std::io::Result<()> {
         Target::Abstract(name) => send_abstract(&socket, name, datagram)?,
     };
     if sent != datagram.len() {
-        return Err(std::io::Error::other(format!(
-            "sent {sent} of {} bytes",
-            datagram.len()
-        )));
+        return Err(std::io::Error::other(format!("sent {sent} of {} bytes", datagram.len())));
     }
     Ok(())
 }
@@ -150,10 +136,7 @@ fn send_abstract(socket: &UnixDatagram, name: &[u8], datagram: &[u8]) -> std::io
 
 #[cfg(not(target_os = "linux"))]
 fn send_abstract(_socket: &UnixDatagram, _name: &[u8], _datagram: &[u8]) -> std::io::Result<usize> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "abstract notification sockets exist only on Linux",
-    ))
+    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "abstract notification sockets exist only on Linux"))
 }
 
 #[cfg(test)]
@@ -164,9 +147,7 @@ mod tests {
         let path = dir.path().join("notify.sock");
         let socket = UnixDatagram::bind(&path).unwrap();
         // A missing datagram must fail the test, not hang it.
-        socket
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         (socket, path)
     }
 
@@ -242,18 +223,9 @@ mod tests {
     #[test]
     fn an_unreadable_or_zero_watchdog_period_disables_the_watchdog() {
         let socket = || Some(OsString::from("/run/systemd/notify"));
-        assert_eq!(
-            Notifier::from_vars(socket(), Some("soon"), None, 1).watchdog_interval(),
-            None
-        );
-        assert_eq!(
-            Notifier::from_vars(socket(), Some("0"), None, 1).watchdog_interval(),
-            None
-        );
-        assert_eq!(
-            Notifier::from_vars(socket(), None, None, 1).watchdog_interval(),
-            None
-        );
+        assert_eq!(Notifier::from_vars(socket(), Some("soon"), None, 1).watchdog_interval(), None);
+        assert_eq!(Notifier::from_vars(socket(), Some("0"), None, 1).watchdog_interval(), None);
+        assert_eq!(Notifier::from_vars(socket(), None, None, 1).watchdog_interval(), None);
     }
 
     #[test]
@@ -269,9 +241,7 @@ mod tests {
         let name = format!("nhacviec-test-{}", uuid::Uuid::new_v4().simple());
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
         let socket = UnixDatagram::bind_addr(&addr).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
 
         Notifier::from_vars(Some(OsString::from(format!("@{name}"))), None, None, 1).ready();
 

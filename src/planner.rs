@@ -4,9 +4,7 @@
 //! has crossed, and emits only the latest stage of each ladder (catch-up never bursts).
 
 use crate::calendar::Calendar;
-use crate::domain::{
-    notice_key, Channel, Directive, Ladder, Notice, NoticeKind, Person, Role, Stage, Status, Unit,
-};
+use crate::domain::{notice_key, Channel, Directive, Ladder, Notice, NoticeKind, Person, Role, Stage, Status, Unit};
 use crate::policy::Policy;
 use chrono::{DateTime, Days, NaiveDate};
 use chrono_tz::Tz;
@@ -32,11 +30,7 @@ impl Snapshot {
 
     /// Active chiefs, in code order so plans are deterministic.
     pub fn chiefs(&self) -> Vec<&Person> {
-        let mut chiefs: Vec<&Person> = self
-            .people
-            .values()
-            .filter(|p| p.role == Role::Chief && p.active)
-            .collect();
+        let mut chiefs: Vec<&Person> = self.people.values().filter(|p| p.role == Role::Chief && p.active).collect();
         chiefs.sort_by(|a, b| a.code.cmp(&b.code));
         chiefs
     }
@@ -64,10 +58,7 @@ impl Snapshot {
 
     /// The directive's block leader: its own `leader`, else its unit's.
     pub fn block_leader(&self, directive: &Directive) -> Option<&Person> {
-        let code = directive
-            .leader
-            .as_deref()
-            .or_else(|| self.units.get(&directive.unit)?.leader.as_deref())?;
+        let code = directive.leader.as_deref().or_else(|| self.units.get(&directive.unit)?.leader.as_deref())?;
         self.stand_in(code)
     }
 
@@ -130,14 +121,17 @@ fn deadline_ladders(
     position: i32,
     out: &mut Vec<Notice>,
 ) {
-    if let (Some((kind, stage)), Some(person)) = (
-        assignee_stage(policy, position),
-        snapshot.assignee_recipient(directive),
-    ) {
+    if let (Some((kind, stage)), Some(person)) =
+        (assignee_stage(policy, position), snapshot.assignee_recipient(directive))
+    {
         out.push(ladder_notice(kind, Ladder::Assignee, directive, person, effective, stage, position));
     }
     let rungs = [
-        (Ladder::EscalateHead, policy.escalate_head_after, snapshot.unit_head(&directive.unit).into_iter().collect::<Vec<_>>()),
+        (
+            Ladder::EscalateHead,
+            policy.escalate_head_after,
+            snapshot.unit_head(&directive.unit).into_iter().collect::<Vec<_>>(),
+        ),
         (Ladder::EscalateLeader, policy.escalate_leader_after, snapshot.block_leader(directive).into_iter().collect()),
         (Ladder::EscalateChief, policy.escalate_chief_after, snapshot.chiefs()),
     ];
@@ -149,7 +143,15 @@ fn deadline_ladders(
             continue;
         }
         for person in recipients {
-            out.push(ladder_notice(NoticeKind::Escalation, ladder, directive, person, effective, Stage(after), position));
+            out.push(ladder_notice(
+                NoticeKind::Escalation,
+                ladder,
+                directive,
+                person,
+                effective,
+                Stage(after),
+                position,
+            ));
         }
     }
 }
@@ -209,11 +211,8 @@ fn closed_alarm(snapshot: &Snapshot, policy: &Policy, today: NaiveDate, directiv
     if horizon.is_some_and(|h| closed_on < h) {
         return;
     }
-    let recipients = [
-        snapshot.assignee_recipient(directive),
-        snapshot.unit_head(&directive.unit),
-        snapshot.block_leader(directive),
-    ];
+    let recipients =
+        [snapshot.assignee_recipient(directive), snapshot.unit_head(&directive.unit), snapshot.block_leader(directive)];
     let mut told = HashSet::new();
     let closed = closed_on.to_string();
     for person in recipients.into_iter().flatten() {

@@ -43,40 +43,23 @@ impl Renderer {
     /// Built-in templates, each replaced by a file of the same name in `dir` if present.
     pub fn new(dir: Option<&Path>) -> Result<Renderer, RenderError> {
         let mut env = Environment::new();
-        env.set_auto_escape_callback(|name| {
-            if name.contains(".html") {
-                AutoEscape::Html
-            } else {
-                AutoEscape::None
-            }
-        });
+        env.set_auto_escape_callback(|name| if name.contains(".html") { AutoEscape::Html } else { AutoEscape::None });
         env.add_filter("truncate_title", |s: String| truncate(&s, 80));
         for (name, builtin) in TEMPLATES {
             let source = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
-                Some(path) => std::fs::read_to_string(&path).map_err(|source| RenderError::Io {
-                    dir: path.display().to_string(),
-                    source,
-                })?,
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|source| RenderError::Io { dir: path.display().to_string(), source })?,
                 None => (*builtin).to_string(),
             };
-            env.add_template_owned(*name, source).map_err(|source| RenderError::Template {
-                name: (*name).to_string(),
-                source,
-            })?;
+            env.add_template_owned(*name, source)
+                .map_err(|source| RenderError::Template { name: (*name).to_string(), source })?;
         }
         Ok(Renderer { env })
     }
 
     fn render(&self, name: &str, view: &ReminderView) -> Result<String, RenderError> {
-        let template_error = |source| RenderError::Template {
-            name: name.to_string(),
-            source,
-        };
-        self.env
-            .get_template(name)
-            .map_err(template_error)?
-            .render(view)
-            .map_err(template_error)
+        let template_error = |source| RenderError::Template { name: name.to_string(), source };
+        self.env.get_template(name).map_err(template_error)?.render(view).map_err(template_error)
     }
 
     /// Renders the reminder for `recipient` from their claimed notices.
@@ -92,10 +75,7 @@ impl Renderer {
         let mut view = ReminderView {
             agency: agency.to_string(),
             date: vn_date(today),
-            recipient: RecipientView {
-                name: recipient.name.clone(),
-                title: recipient.title.clone(),
-            },
+            recipient: RecipientView { name: recipient.name.clone(), title: recipient.title.clone() },
             summary: String::new(),
             subject: String::new(),
             items: build_items(notices, directives, snapshot),
@@ -218,10 +198,7 @@ fn build_items(
             Some(ItemView {
                 code: directive.code.clone(),
                 title: directive.title.clone(),
-                unit: snapshot
-                    .units
-                    .get(&directive.unit)
-                    .map_or_else(|| directive.unit.clone(), |u| u.name.clone()),
+                unit: snapshot.units.get(&directive.unit).map_or_else(|| directive.unit.clone(), |u| u.name.clone()),
                 assignee: directive
                     .assignee
                     .as_ref()
@@ -271,10 +248,9 @@ fn reason(n: &QueuedNotice, directive: &Directive) -> String {
         }
         Ok(NoticeKind::DueToday) => "Đến hạn xử lý hôm nay".into(),
         Ok(NoticeKind::Overdue) => format!("Quá hạn {days} ngày làm việc, chưa có kết quả"),
-        Ok(NoticeKind::Escalation) => format!(
-            "Báo cáo đồng chí ({role}): nhiệm vụ quá hạn {days} ngày làm việc (mốc {})",
-            n.stage
-        ),
+        Ok(NoticeKind::Escalation) => {
+            format!("Báo cáo đồng chí ({role}): nhiệm vụ quá hạn {days} ngày làm việc (mốc {})", n.stage)
+        }
         Ok(NoticeKind::ClosedIncomplete) => format!(
             "Đã kết thúc trên hệ thống ngày {} nhưng chưa có kết quả hoàn thành",
             directive.closed_on.map_or_else(|| "?".into(), vn_date)
@@ -292,11 +268,7 @@ fn summary(items: &[ItemView]) -> String {
     for item in items {
         *counts.entry(item.category).or_default() += 1;
     }
-    counts
-        .into_iter()
-        .map(|(c, n)| format!("{n} nhiệm vụ {}", c.counted()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    counts.into_iter().map(|(c, n)| format!("{n} nhiệm vụ {}", c.counted())).collect::<Vec<_>>().join(", ")
 }
 
 /// dd/mm/yyyy, as Vietnamese official documents write dates.

@@ -29,8 +29,7 @@ type Scan<'a> = Pin<Box<dyn Future<Output = anyhow::Result<TickReport>> + 'a>>;
 pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let _lock = lock_sqlite_database(&config)?;
     let app = App::open(config.clone()).await?;
-    let renderer = app.renderer()?;
-    let email = app.email_channel()?;
+    let outlets = app.outlets()?;
     let notifier = Notifier::from_env();
     let schedule = &config.raw.schedule;
     let scan_bound = Duration::from_secs(schedule.max_scan_seconds);
@@ -81,7 +80,7 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
 
     let ping_every = notifier.watchdog_interval().unwrap_or(Duration::from_secs(3600));
     let mut ping = tokio::time::interval(ping_every);
-    let tick_once = |now: DateTime<Tz>| -> Scan<'_> { Box::pin(app.tick(now, &renderer, &email, &stopping)) };
+    let tick_once = |now: DateTime<Tz>| -> Scan<'_> { Box::pin(app.tick(now, &outlets, &stopping)) };
     // Catch up at start-up rather than waiting for the first cron wake-up.
     let mut scan: Option<(Scan<'_>, Instant)> = Some((tick_once(now(&config)), Instant::now()));
     loop {
@@ -114,7 +113,9 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
         let grace = Duration::from_secs(config.raw.delivery.shutdown_grace_seconds);
         match tokio::time::timeout(grace, s).await {
             Ok(result) => finish_scan(&app, &notifier, result, started.elapsed()).await,
-            Err(_) => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight sends abandoned at the shutdown bound"),
+            Err(_) => {
+                tracing::warn!(grace_seconds = grace.as_secs(), "in-flight sends abandoned at the shutdown bound")
+            }
         }
     }
     if let Err(e) = scheduler.shutdown().await {
@@ -196,12 +197,7 @@ fn lock_sqlite_database(config: &Config) -> anyhow::Result<Option<File>> {
         return Ok(None);
     }
     let url = &config.raw.database.url;
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or_default();
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:").split('?').next().unwrap_or_default();
     let lock_path = PathBuf::from(format!("{path}.daemon-lock"));
     if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;

@@ -14,17 +14,9 @@ pub fn parse_instant(text: &str, tz: Tz) -> Result<DateTime<Tz>, String> {
     let local = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
-        .or_else(|| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-        })
-        .ok_or_else(|| {
-            format!("{text:?} is not a time; use RFC 3339 such as 2022-09-05T08:00:00+07:00")
-        })?;
-    tz.from_local_datetime(&local)
-        .earliest()
-        .ok_or_else(|| format!("{text:?} does not exist in {tz}"))
+        .or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+        .ok_or_else(|| format!("{text:?} is not a time; use RFC 3339 such as 2022-09-05T08:00:00+07:00"))?;
+    tz.from_local_datetime(&local).earliest().ok_or_else(|| format!("{text:?} does not exist in {tz}"))
 }
 
 #[cfg(test)]

@@ -5,9 +5,7 @@
 mod support;
 
 use serde_json::json;
-use support::{
-    directive, fresh_database, small_agency, Nhacviec, PlannedNotice, BACKENDS, DEMO_AT,
-};
+use support::{directive, fresh_database, small_agency, Nhacviec, PlannedNotice, BACKENDS, DEMO_AT};
 
 fn expected(kind: &str, directive: &str, recipient: &str, stage: &str, key: &str) -> PlannedNotice {
     PlannedNotice {
@@ -43,96 +41,39 @@ async fn plan_json_prints_exactly_what_the_domain_rules_owe_on_both_backends() {
         got.sort_by(|a, b| a.key.cmp(&b.key));
         let mut want = vec![
             // Due Wed 31/8; 1–2/9 off: Monday 5/9 is T+1.
-            expected(
-                "overdue",
-                "KL-01",
-                "lien",
-                "T+1",
-                "overdue:KL-01:lien:2022-08-31:T+1:email",
-            ),
-            expected(
-                "escalation",
-                "KL-01",
-                "tp",
-                "T+1",
-                "escalation:KL-01:tp:2022-08-31:T+1:email",
-            ),
+            expected("overdue", "KL-01", "lien", "T+1", "overdue:KL-01:lien:2022-08-31:T+1:email"),
+            expected("escalation", "KL-01", "tp", "T+1", "escalation:KL-01:tp:2022-08-31:T+1:email"),
             // Due Sat 10/9 → effective Mon 12/9; Monday 5/9 is T-5: nothing yet.
             // Due Thu 18/8: T+10. The head is the assignee: two ladders, two lines.
-            expected(
-                "overdue",
-                "KL-03",
-                "tp",
-                "T+9",
-                "overdue:KL-03:tp:2022-08-18:T+9:email",
-            ),
-            expected(
-                "escalation",
-                "KL-03",
-                "tp",
-                "T+1",
-                "escalation:KL-03:tp:2022-08-18:T+1:email",
-            ),
-            expected(
-                "escalation",
-                "KL-03",
-                "pct",
-                "T+5",
-                "escalation:KL-03:pct:2022-08-18:T+5:email",
-            ),
-            expected(
-                "escalation",
-                "KL-03",
-                "chanh",
-                "T+10",
-                "escalation:KL-03:chanh:2022-08-18:T+10:email",
-            ),
-            expected(
-                "unassigned",
-                "KL-04",
-                "tp",
-                "assignee",
-                "unassigned:KL-04:tp:assignee:email",
-            ),
-            expected(
-                "unassigned",
-                "KL-04",
-                "tp",
-                "due_on",
-                "unassigned:KL-04:tp:due_on:email",
-            ),
-            expected(
-                "closed_incomplete",
-                "QD193",
-                "ly",
-                "closed",
-                "closed_incomplete:QD193:ly:2022-08-30:email",
-            ),
-            expected(
-                "closed_incomplete",
-                "QD193",
-                "tp",
-                "closed",
-                "closed_incomplete:QD193:tp:2022-08-30:email",
-            ),
-            expected(
-                "closed_incomplete",
-                "QD193",
-                "pct",
-                "closed",
-                "closed_incomplete:QD193:pct:2022-08-30:email",
-            ),
+            expected("overdue", "KL-03", "tp", "T+9", "overdue:KL-03:tp:2022-08-18:T+9:email"),
+            expected("escalation", "KL-03", "tp", "T+1", "escalation:KL-03:tp:2022-08-18:T+1:email"),
+            expected("escalation", "KL-03", "pct", "T+5", "escalation:KL-03:pct:2022-08-18:T+5:email"),
+            expected("escalation", "KL-03", "chanh", "T+10", "escalation:KL-03:chanh:2022-08-18:T+10:email"),
+            expected("unassigned", "KL-04", "tp", "assignee", "unassigned:KL-04:tp:assignee:email"),
+            expected("unassigned", "KL-04", "tp", "due_on", "unassigned:KL-04:tp:due_on:email"),
+            expected("closed_incomplete", "QD193", "ly", "closed", "closed_incomplete:QD193:ly:2022-08-30:email"),
+            expected("closed_incomplete", "QD193", "tp", "closed", "closed_incomplete:QD193:tp:2022-08-30:email"),
+            expected("closed_incomplete", "QD193", "pct", "closed", "closed_incomplete:QD193:pct:2022-08-30:email"),
         ];
+        // Monday 07:30 has passed: this week's digests for the block leader and the chief.
+        for who in ["chanh", "pct"] {
+            want.push(PlannedNotice {
+                kind: "digest".into(),
+                directive: None,
+                recipient: who.into(),
+                address: format!("{who}@example.gov.vn"),
+                channel: "email".into(),
+                stage: "2022-W36".into(),
+                key: format!("digest:{who}:2022-W36:email"),
+            });
+        }
         want.sort_by(|a, b| a.key.cmp(&b.key));
         assert_eq!(got, want, "{backend:?}");
 
         // The human view groups by recipient with Vietnamese labels.
         let text = nv.ok(&["plan", "--at", DEMO_AT]);
-        assert!(text.contains("11 thông báo chưa gửi cho 5 người"), "{text}");
-        assert!(
-            text.contains("Huỳnh Văn Phúc (tp, tp@example.gov.vn)"),
-            "{text}"
-        );
+        assert!(text.contains("13 thông báo chưa gửi cho 5 người"), "{text}");
+        assert!(text.contains("Huỳnh Văn Phúc (tp, tp@example.gov.vn)"), "{text}");
         assert!(text.contains("báo cáo trưởng phòng"), "{text}");
         assert!(text.contains("kết thúc chưa hoàn thành"), "{text}");
     }
@@ -141,26 +82,14 @@ async fn plan_json_prints_exactly_what_the_domain_rules_owe_on_both_backends() {
 #[tokio::test]
 async fn plan_at_a_time_without_offset_is_local_to_the_agency() {
     let dir = tempfile::tempdir().unwrap();
-    let nv = Nhacviec::new(
-        &fresh_database(support::Backend::Sqlite, dir.path()).await,
-        dir.path(),
-    );
-    nv.import_json(
-        "a.json",
-        &small_agency(json!([directive("A", Some("lien"), Some("2022-09-05"))])),
-    );
-    assert_eq!(
-        nv.plan_json("2022-09-05T00:30"),
-        nv.plan_json("2022-09-04T17:30:00Z")
-    );
+    let nv = Nhacviec::new(&fresh_database(support::Backend::Sqlite, dir.path()).await, dir.path());
+    nv.import_json("a.json", &small_agency(json!([directive("A", Some("lien"), Some("2022-09-05"))])));
+    assert_eq!(nv.plan_json("2022-09-05T00:30"), nv.plan_json("2022-09-04T17:30:00Z"));
     assert_eq!(nv.plan_json("2022-09-05T00:30")[0].stage, "T0");
     // 23:30 on the 4th in Hà Nội is still the 4th: T-1.
     assert_eq!(nv.plan_json("2022-09-04T16:30:00Z")[0].stage, "T-1");
     let err = nv.fails(&["plan", "--at", "next monday"]);
-    assert!(
-        err.starts_with("error: ") && err.contains("RFC 3339"),
-        "{err}"
-    );
+    assert!(err.starts_with("error: ") && err.contains("RFC 3339"), "{err}");
 }
 
 #[test]
@@ -168,10 +97,7 @@ fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let nv = Nhacviec::new("postgres://nhacviec:s3cret@db.example/nhacviec", dir.path());
     let out = nv.ok(&["check-config"]);
-    assert!(
-        out.contains("[policy]") && out.contains("escalate_chief_after = 10"),
-        "{out}"
-    );
+    assert!(out.contains("[policy]") && out.contains("escalate_chief_after = 10"), "{out}");
     assert!(out.contains("nhacviec:***@db.example"), "{out}");
     assert!(!out.contains("s3cret"));
     assert!(out.contains("# calendar 2027 (PROVISIONAL)"), "{out}");

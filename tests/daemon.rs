@@ -10,14 +10,11 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Child;
 use std::time::{Duration, Instant};
 use support::{
-    any_hour, directive, fresh_database, free_port, http_get, small_agency, wait_for, Backend, Nhacviec, SmtpPeer,
+    any_hour, directive, free_port, fresh_database, http_get, small_agency, wait_for, Backend, Nhacviec, SmtpPeer,
 };
 
 fn sigterm(child: &Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -89,7 +86,11 @@ async fn the_daemon_delivers_on_its_schedule_tells_systemd_and_exits_cleanly_on_
     assert_eq!(status, 200);
     let sent_line = metrics
         .lines()
-        .find(|l| l.starts_with("nhacviec_messages_total{") && l.contains("outcome=\"sent\"") && l.contains("kind=\"reminder\""))
+        .find(|l| {
+            l.starts_with("nhacviec_messages_total{")
+                && l.contains("outcome=\"sent\"")
+                && l.contains("kind=\"reminder\"")
+        })
         .unwrap_or_else(|| panic!("{metrics}"));
     let sent: f64 = sent_line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(sent >= 4.0, "{sent_line}");

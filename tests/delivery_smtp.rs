@@ -6,10 +6,7 @@ mod support;
 
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-use support::{
-    directive, fresh_database, recorded_messages, small_agency, Backend, Nhacviec, SmtpPeer,
-    DEMO_AT,
-};
+use support::{directive, fresh_database, recorded_messages, small_agency, Backend, Nhacviec, SmtpPeer, DEMO_AT};
 
 /// An agency where, at 05/09/2022 08:00, several people are owed several things.
 fn busy_agency() -> serde_json::Value {
@@ -36,6 +33,9 @@ async fn setup(dir: &std::path::Path, peer: &SmtpPeer) -> Nhacviec {
         nv.set(&k, &v);
     }
     nv.set("NHACVIEC__DELIVERY__RETRY_BASE_SECONDS", "60");
+    // Reminders only here; digests and reports have their own tests.
+    nv.set("NHACVIEC__REPORTS__WEEKLY", "");
+    nv.set("NHACVIEC__REPORTS__MONTHLY", "false");
     nv.import_json("agency.json", &busy_agency());
     nv
 }
@@ -49,16 +49,10 @@ async fn every_person_promised_something_gets_one_message_naming_exactly_their_d
     let mut promised: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut addresses = BTreeMap::new();
     for n in &plan {
-        promised
-            .entry(n.recipient.clone())
-            .or_default()
-            .insert(n.directive.clone().unwrap());
+        promised.entry(n.recipient.clone()).or_default().insert(n.directive.clone().unwrap());
         addresses.insert(n.address.clone(), n.recipient.clone());
     }
-    assert_eq!(
-        promised.keys().cloned().collect::<Vec<_>>(),
-        vec!["chanh", "lien", "ly", "pct", "tp"]
-    );
+    assert_eq!(promised.keys().cloned().collect::<Vec<_>>(), vec!["chanh", "lien", "ly", "pct", "tp"]);
 
     nv.ok(&["tick", "--at", DEMO_AT]);
     let mails = peer.messages();
@@ -71,40 +65,17 @@ async fn every_person_promised_something_gets_one_message_naming_exactly_their_d
         let html = mail.html.as_deref().unwrap();
         for code in &all_codes {
             let expected = promised[recipient].contains(code);
-            assert_eq!(
-                text.contains(code.as_str()),
-                expected,
-                "{recipient}: {code} in text"
-            );
-            assert_eq!(
-                html.contains(code.as_str()),
-                expected,
-                "{recipient}: {code} in html"
-            );
+            assert_eq!(text.contains(code.as_str()), expected, "{recipient}: {code} in text");
+            assert_eq!(html.contains(code.as_str()), expected, "{recipient}: {code} in html");
         }
-        assert!(
-            !text.contains("DONE"),
-            "a completed directive is never reminded"
-        );
+        assert!(!text.contains("DONE"), "a completed directive is never reminded");
         assert!(text.starts_with("Kính gửi: Đồng chí "), "{text}");
         assert!(text.contains("Trân trọng./."));
-        assert!(mail
-            .message_id
-            .as_deref()
-            .is_some_and(|m| m.ends_with("@thanhtra.example.gov.vn>")));
+        assert!(mail.message_id.as_deref().is_some_and(|m| m.ends_with("@thanhtra.example.gov.vn>")));
         assert!(mail.date.is_some());
     }
-    let subject_of = |r: &str| {
-        mails
-            .iter()
-            .find(|m| addresses[&m.to[0]] == r)
-            .and_then(|m| m.subject.clone())
-            .unwrap()
-    };
-    assert_eq!(
-        subject_of("lien"),
-        "[Nhắc việc] 05/09/2022: 1 nhiệm vụ quá hạn, 1 nhiệm vụ sắp đến hạn"
-    );
+    let subject_of = |r: &str| mails.iter().find(|m| addresses[&m.to[0]] == r).and_then(|m| m.subject.clone()).unwrap();
+    assert_eq!(subject_of("lien"), "[Nhắc việc] 05/09/2022: 1 nhiệm vụ quá hạn, 1 nhiệm vụ sắp đến hạn");
     assert_eq!(
         subject_of("chanh"),
         "[Nhắc việc] Hạn 18/08/2022 (quá hạn 10 ngày) – Nhiệm vụ KL-04 – kiểm tra, báo cáo"
@@ -120,15 +91,9 @@ async fn every_person_promised_something_gets_one_message_naming_exactly_their_d
     assert!(text.contains("Quá hạn 10 ngày làm việc, chưa có kết quả"));
     assert!(text.contains("Báo cáo đồng chí (Trưởng phòng)"));
     // Most urgent first: the closed-without-completion alarm, then the most overdue.
-    let order: Vec<usize> = ["QD193", "KL-04", "KL-01", "KL-05"]
-        .iter()
-        .map(|c| text.find(c).unwrap())
-        .collect();
+    let order: Vec<usize> = ["QD193", "KL-04", "KL-01", "KL-05"].iter().map(|c| text.find(c).unwrap()).collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
-    assert!(
-        nv.plan_json(DEMO_AT).is_empty(),
-        "everything owed is now recorded"
-    );
+    assert!(nv.plan_json(DEMO_AT).is_empty(), "everything owed is now recorded");
 }
 
 #[tokio::test]
@@ -146,8 +111,7 @@ async fn a_second_tick_at_the_same_instant_sends_nothing() {
 }
 
 #[tokio::test]
-async fn with_the_smtp_server_down_nothing_is_lost_and_all_arrives_later_under_the_same_message_id()
-{
+async fn with_the_smtp_server_down_nothing_is_lost_and_all_arrives_later_under_the_same_message_id() {
     let dir = tempfile::tempdir().unwrap();
     let mut peer = SmtpPeer::start(dir.path(), &[]);
     let nv = setup(dir.path(), &peer).await;
@@ -156,9 +120,7 @@ async fn with_the_smtp_server_down_nothing_is_lost_and_all_arrives_later_under_t
     assert!(out.contains("5 to retry"), "{out}");
     let queued = recorded_messages(&nv.db_url).await;
     assert_eq!(queued.len(), 5);
-    assert!(queued
-        .iter()
-        .all(|(_, _, status, attempts)| status == "queued" && *attempts == 1));
+    assert!(queued.iter().all(|(_, _, status, attempts)| status == "queued" && *attempts == 1));
     let status = nv.ok(&["status"]);
     assert!(status.contains("retrying: 5 message(s)"), "{status}");
 
@@ -189,34 +151,17 @@ async fn a_451_is_retried_and_a_550_ends_dead_and_visible_in_status() {
     let dead = status["dead_letters"].as_array().unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["recipient"], "ly");
-    assert!(
-        dead[0]["last_error"].as_str().unwrap().contains("550"),
-        "{dead:?}"
-    );
+    assert!(dead[0]["last_error"].as_str().unwrap().contains("550"), "{dead:?}");
     assert!(nv.ok(&["status"]).contains("fail550rcpt-ly@example.gov.vn"));
 
     nv.ok(&["tick", "--at", "2022-09-05T08:30:00+07:00"]);
     let to: Vec<String> = peer.messages().into_iter().flat_map(|m| m.to).collect();
-    assert!(
-        to.contains(&"flaky1-lien@example.gov.vn".to_string()),
-        "{to:?}"
-    );
+    assert!(to.contains(&"flaky1-lien@example.gov.vn".to_string()), "{to:?}");
     assert!(!to.iter().any(|a| a.starts_with("fail550rcpt")));
-    let faults: Vec<String> = peer
-        .log()
-        .iter()
-        .filter_map(|e| e["fault"].as_str().map(String::from))
-        .collect();
-    assert!(
-        faults.contains(&"flaky-451-data".to_string()) && faults.contains(&"550-rcpt".to_string()),
-        "{faults:?}"
-    );
+    let faults: Vec<String> = peer.log().iter().filter_map(|e| e["fault"].as_str().map(String::from)).collect();
+    assert!(faults.contains(&"flaky-451-data".to_string()) && faults.contains(&"550-rcpt".to_string()), "{faults:?}");
     let status = nv.status_json();
-    assert_eq!(
-        status["dead_letters"].as_array().unwrap().len(),
-        1,
-        "the dead letter is not retried"
-    );
+    assert_eq!(status["dead_letters"].as_array().unwrap().len(), 1, "the dead letter is not retried");
 }
 
 #[tokio::test]
@@ -232,21 +177,13 @@ async fn a_directive_completed_while_its_notice_is_queued_is_not_reminded() {
     done["completed_on"] = json!("2022-09-05");
     nv.import_json("done.json", &json!({ "directives": [done] }));
     nv.ok(&["tick", "--at", DEMO_AT]);
-    let ly: Vec<_> = peer
-        .messages()
-        .into_iter()
-        .filter(|m| m.to == vec!["ly@example.gov.vn".to_string()])
-        .collect();
+    let ly: Vec<_> = peer.messages().into_iter().filter(|m| m.to == vec!["ly@example.gov.vn".to_string()]).collect();
     assert_eq!(ly.len(), 1, "ly still hears about the closed QD193");
     let text = ly[0].text.as_deref().unwrap();
     assert!(!text.contains("KL-03"), "{text}");
     assert!(text.contains("QD193"));
     let status = nv.status_json();
-    assert!(status["counts"]["notices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|p| p[0] == "superseded" && p[1] == 1));
+    assert!(status["counts"]["notices"].as_array().unwrap().iter().any(|p| p[0] == "superseded" && p[1] == 1));
 }
 
 #[tokio::test]
@@ -266,10 +203,7 @@ async fn nothing_goes_out_on_a_saturday_a_holiday_or_at_night() {
     }
     assert!(peer.messages().is_empty());
     nv.ok(&["tick", "--at", "2022-09-06T07:30:00+07:00"]);
-    assert!(
-        !peer.messages().is_empty(),
-        "owed notices wait for the window, never dropped"
-    );
+    assert!(!peer.messages().is_empty(), "owed notices wait for the window, never dropped");
 }
 
 #[tokio::test]
@@ -281,11 +215,7 @@ async fn starttls_and_implicit_tls_with_auth_deliver_and_a_wrong_password_is_dea
         .arg(&certs)
         .output()
         .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let password = dir.path().join("smtp-password");
     std::fs::write(&password, "mật-khẩu\n").unwrap();
     let tls_args = |mode: &str| {
@@ -297,14 +227,7 @@ async fn starttls_and_implicit_tls_with_auth_deliver_and_a_wrong_password_is_dea
             "--auth".to_string(),
             "nhacviec:mật-khẩu".to_string(),
         ];
-        args.push(
-            if mode == "tls" {
-                "--implicit-tls"
-            } else {
-                "--require-starttls"
-            }
-            .to_string(),
-        );
+        args.push(if mode == "tls" { "--implicit-tls" } else { "--require-starttls" }.to_string());
         args
     };
     for mode in ["starttls", "tls"] {
@@ -315,23 +238,12 @@ async fn starttls_and_implicit_tls_with_auth_deliver_and_a_wrong_password_is_dea
             .await
             .with("NHACVIEC__MAIL__SMTP__HOST", "localhost")
             .with("NHACVIEC__MAIL__SMTP__TLS", mode)
-            .with(
-                "NHACVIEC__MAIL__SMTP__CA_FILE",
-                certs.join("ca.pem").to_str().unwrap(),
-            )
+            .with("NHACVIEC__MAIL__SMTP__CA_FILE", certs.join("ca.pem").to_str().unwrap())
             .with("NHACVIEC__MAIL__SMTP__USERNAME", "nhacviec")
-            .with(
-                "NHACVIEC__MAIL__SMTP__PASSWORD_FILE",
-                password.to_str().unwrap(),
-            );
+            .with("NHACVIEC__MAIL__SMTP__PASSWORD_FILE", password.to_str().unwrap());
         let out = nv.ok(&["tick", "--at", DEMO_AT]);
         assert!(out.contains("5 sent"), "{mode}: {out}");
-        assert!(
-            peer.log()
-                .iter()
-                .all(|e| e["tls"] == true && e["auth_user"] == "nhacviec"),
-            "{mode}"
-        );
+        assert!(peer.log().iter().all(|e| e["tls"] == true && e["auth_user"] == "nhacviec"), "{mode}");
 
         let wrong = dir.path().join("wrong");
         std::fs::write(&wrong, "sai").unwrap();
@@ -339,20 +251,11 @@ async fn starttls_and_implicit_tls_with_auth_deliver_and_a_wrong_password_is_dea
             .await
             .with("NHACVIEC__MAIL__SMTP__HOST", "localhost")
             .with("NHACVIEC__MAIL__SMTP__TLS", mode)
-            .with(
-                "NHACVIEC__MAIL__SMTP__CA_FILE",
-                certs.join("ca.pem").to_str().unwrap(),
-            )
+            .with("NHACVIEC__MAIL__SMTP__CA_FILE", certs.join("ca.pem").to_str().unwrap())
             .with("NHACVIEC__MAIL__SMTP__USERNAME", "nhacviec")
-            .with(
-                "NHACVIEC__MAIL__SMTP__PASSWORD_FILE",
-                wrong.to_str().unwrap(),
-            );
+            .with("NHACVIEC__MAIL__SMTP__PASSWORD_FILE", wrong.to_str().unwrap());
         let out = nv.ok(&["tick", "--at", DEMO_AT]);
-        assert!(
-            out.contains("5 dead"),
-            "{mode}: a rejected password is permanent: {out}"
-        );
+        assert!(out.contains("5 dead"), "{mode}: a rejected password is permanent: {out}");
     }
 }
 
@@ -367,11 +270,8 @@ async fn a_later_stage_supersedes_an_earlier_unsent_one() {
     assert!(peer.messages().is_empty());
     // Monday: T+1 is reached; the unsent T0 is superseded, not sent late.
     nv.ok(&["tick", "--at", "2022-09-12T08:00:00+07:00"]);
-    let lien: Vec<_> = peer
-        .messages()
-        .into_iter()
-        .filter(|m| m.to == vec!["lien@example.gov.vn".to_string()])
-        .collect();
+    let lien: Vec<_> =
+        peer.messages().into_iter().filter(|m| m.to == vec!["lien@example.gov.vn".to_string()]).collect();
     assert_eq!(lien.len(), 1);
     let text = lien[0].text.as_deref().unwrap();
     assert!(text.contains("FRI") && text.contains("Quá hạn 1 ngày làm việc"), "{text}");

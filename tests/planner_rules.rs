@@ -12,9 +12,7 @@ fn d(s: &str) -> NaiveDate {
 
 fn at(date: &str, hour: u32) -> chrono::DateTime<chrono_tz::Tz> {
     let day = d(date);
-    chrono_tz::Asia::Ho_Chi_Minh
-        .from_local_datetime(&day.and_hms_opt(hour, 0, 0).unwrap())
-        .unwrap()
+    chrono_tz::Asia::Ho_Chi_Minh.from_local_datetime(&day.and_hms_opt(hour, 0, 0).unwrap()).unwrap()
 }
 
 fn person(code: &str, unit: &str, role: Role) -> Person {
@@ -38,10 +36,7 @@ fn agency() -> (Vec<Unit>, Vec<Person>) {
             leader: Some("pct".into()),
         },
         Unit {
-            code: "LD".into(),
-            name: "Lãnh đạo".into(),
-            head: Some("chanh".into()),
-            leader: Some("chanh".into()),
+            code: "LD".into(), name: "Lãnh đạo".into(), head: Some("chanh".into()), leader: Some("chanh".into())
         },
     ];
     let people = vec![
@@ -86,20 +81,12 @@ fn plan_with(
     let (units, mut people) = agency();
     tweak(&mut people);
     let calendar = Calendar::load(None).unwrap();
-    plan(
-        &Snapshot::new(units, people, directives),
-        policy,
-        &calendar,
-        now,
-    )
+    plan(&Snapshot::new(units, people, directives), policy, &calendar, now)
 }
 
 /// (kind, recipient, stage) of each notice, for compact assertions.
 fn summary(notices: &[Notice]) -> Vec<(String, String, String)> {
-    let mut s: Vec<_> = notices
-        .iter()
-        .map(|n| (n.kind.to_string(), n.recipient.clone(), n.stage.clone()))
-        .collect();
+    let mut s: Vec<_> = notices.iter().map(|n| (n.kind.to_string(), n.recipient.clone(), n.stage.clone())).collect();
     s.sort();
     s
 }
@@ -131,42 +118,16 @@ fn overdue_starts_the_first_working_day_after_and_repeats_every_two_working_days
     let due = "2022-08-31"; // Wednesday; T+1 is Monday 5/9 after the National Day break
     let stages = [
         ("2022-09-01", vec![row("due_today", "lien", "T0")]),
-        (
-            "2022-09-05",
-            vec![
-                row("escalation", "tp", "T+1"),
-                row("overdue", "lien", "T+1"),
-            ],
-        ),
-        (
-            "2022-09-06",
-            vec![
-                row("escalation", "tp", "T+1"),
-                row("overdue", "lien", "T+1"),
-            ],
-        ),
-        (
-            "2022-09-07",
-            vec![
-                row("escalation", "tp", "T+1"),
-                row("overdue", "lien", "T+3"),
-            ],
-        ),
+        ("2022-09-05", vec![row("escalation", "tp", "T+1"), row("overdue", "lien", "T+1")]),
+        ("2022-09-06", vec![row("escalation", "tp", "T+1"), row("overdue", "lien", "T+1")]),
+        ("2022-09-07", vec![row("escalation", "tp", "T+1"), row("overdue", "lien", "T+3")]),
         (
             "2022-09-09",
-            vec![
-                row("escalation", "pct", "T+5"),
-                row("escalation", "tp", "T+1"),
-                row("overdue", "lien", "T+5"),
-            ],
+            vec![row("escalation", "pct", "T+5"), row("escalation", "tp", "T+1"), row("overdue", "lien", "T+5")],
         ),
     ];
     for (day, expected) in stages {
-        assert_eq!(
-            summary(&plan_one(directive("A", Some(due)), at(day, 8))),
-            expected,
-            "{day}"
-        );
+        assert_eq!(summary(&plan_one(directive("A", Some(due)), at(day, 8))), expected, "{day}");
     }
 }
 
@@ -183,9 +144,7 @@ fn escalation_reaches_the_chief_at_ten_working_days_overdue() {
             row("overdue", "lien", "T+9"),
         ]
     );
-    assert!(n
-        .iter()
-        .any(|x| x.key == "escalation:A:chanh:2022-08-18:T+10:email"));
+    assert!(n.iter().any(|x| x.key == "escalation:A:chanh:2022-08-18:T+10:email"));
 }
 
 #[test]
@@ -201,21 +160,12 @@ fn the_block_leader_is_the_directives_own_leader_when_it_names_one() {
 fn compensatory_days_off_in_may_2022_are_not_counted() {
     // Due Friday 29/4/2022; 30/4–1/5 weekend, 2–3/5 compensatory days off: T+1 is Wednesday 4/5.
     assert_eq!(
-        summary(&plan_one(
-            directive("A", Some("2022-04-29")),
-            at("2022-05-03", 9)
-        )),
+        summary(&plan_one(directive("A", Some("2022-04-29")), at("2022-05-03", 9))),
         vec![row("due_today", "lien", "T0")]
     );
     assert_eq!(
-        summary(&plan_one(
-            directive("A", Some("2022-04-29")),
-            at("2022-05-04", 9)
-        )),
-        vec![
-            row("escalation", "tp", "T+1"),
-            row("overdue", "lien", "T+1")
-        ]
+        summary(&plan_one(directive("A", Some("2022-04-29")), at("2022-05-04", 9))),
+        vec![row("escalation", "tp", "T+1"), row("overdue", "lien", "T+1")]
     );
 }
 
@@ -223,13 +173,7 @@ fn compensatory_days_off_in_may_2022_are_not_counted() {
 fn a_working_saturday_counts_as_a_working_day() {
     // Due Friday 3/5/2024; Saturday 4/5/2024 was a working day, so it is T+1.
     let n = plan_one(directive("A", Some("2024-05-03")), at("2024-05-04", 9));
-    assert_eq!(
-        summary(&n),
-        vec![
-            row("escalation", "tp", "T+1"),
-            row("overdue", "lien", "T+1")
-        ]
-    );
+    assert_eq!(summary(&n), vec![row("escalation", "tp", "T+1"), row("overdue", "lien", "T+1")]);
     // An ordinary Saturday is not: due Friday 10/5/2024, on Saturday 11/5 still T0.
     let n = plan_one(directive("A", Some("2024-05-10")), at("2024-05-11", 9));
     assert_eq!(summary(&n), vec![row("due_today", "lien", "T0")]);
@@ -245,23 +189,9 @@ fn a_due_date_on_a_day_off_rolls_forward_to_the_next_working_day() {
     let n = plan_one(directive("B", Some("2022-09-02")), at("2022-09-05", 8));
     assert_eq!(summary(&n), vec![row("due_today", "lien", "T0")]);
     // With rolling forward off, 10/9 itself is T0 and Monday 12/9 is T+1.
-    let policy = Policy {
-        roll_forward: false,
-        ..Policy::default()
-    };
-    let n = plan_with(
-        vec![directive("A", Some("2022-09-10"))],
-        &policy,
-        at("2022-09-12", 8),
-        |_| {},
-    );
-    assert_eq!(
-        summary(&n),
-        vec![
-            row("escalation", "tp", "T+1"),
-            row("overdue", "lien", "T+1")
-        ]
-    );
+    let policy = Policy { roll_forward: false, ..Policy::default() };
+    let n = plan_with(vec![directive("A", Some("2022-09-10"))], &policy, at("2022-09-12", 8), |_| {});
+    assert_eq!(summary(&n), vec![row("escalation", "tp", "T+1"), row("overdue", "lien", "T+1")]);
 }
 
 #[test]
@@ -270,27 +200,15 @@ fn catch_up_after_a_gap_owes_only_the_latest_stage_of_each_ladder() {
     let n = plan_one(directive("A", Some("2022-08-22")), at("2022-09-05", 8));
     assert_eq!(
         summary(&n),
-        vec![
-            row("escalation", "pct", "T+5"),
-            row("escalation", "tp", "T+1"),
-            row("overdue", "lien", "T+7")
-        ]
+        vec![row("escalation", "pct", "T+5"), row("escalation", "tp", "T+1"), row("overdue", "lien", "T+7")]
     );
 }
 
 #[test]
 fn an_inactive_assignee_gets_nothing_and_the_unit_head_gets_their_reminders() {
-    let n = plan_with(
-        vec![directive("A", Some("2022-09-05"))],
-        &Policy::default(),
-        at("2022-09-05", 8),
-        |people| {
-            people
-                .iter_mut()
-                .filter(|p| p.code == "lien")
-                .for_each(|p| p.active = false);
-        },
-    );
+    let n = plan_with(vec![directive("A", Some("2022-09-05"))], &Policy::default(), at("2022-09-05", 8), |people| {
+        people.iter_mut().filter(|p| p.code == "lien").for_each(|p| p.active = false);
+    });
     assert_eq!(summary(&n), vec![row("due_today", "tp", "T0")]);
 }
 
@@ -299,10 +217,7 @@ fn a_head_who_is_also_the_assignee_gets_both_ladders() {
     let mut dir = directive("A", Some("2022-08-31"));
     dir.assignee = Some("tp".into());
     let n = plan_one(dir, at("2022-09-05", 8));
-    assert_eq!(
-        summary(&n),
-        vec![row("escalation", "tp", "T+1"), row("overdue", "tp", "T+1")]
-    );
+    assert_eq!(summary(&n), vec![row("escalation", "tp", "T+1"), row("overdue", "tp", "T+1")]);
     assert_ne!(n[0].key, n[1].key);
 }
 
@@ -311,13 +226,7 @@ fn a_directive_without_an_assignee_reminds_the_head_and_reports_it_unassigned() 
     let mut dir = directive("A", Some("2022-09-05"));
     dir.assignee = None;
     let n = plan_one(dir, at("2022-09-05", 8));
-    assert_eq!(
-        summary(&n),
-        vec![
-            row("due_today", "tp", "T0"),
-            row("unassigned", "tp", "assignee")
-        ]
-    );
+    assert_eq!(summary(&n), vec![row("due_today", "tp", "T0"), row("unassigned", "tp", "assignee")]);
     assert!(n.iter().any(|x| x.key == "unassigned:A:tp:assignee:email"));
 }
 
@@ -326,13 +235,7 @@ fn a_directive_without_a_due_date_is_reported_once_per_missing_field() {
     let mut dir = directive("A", None);
     dir.assignee = None;
     let n = plan_one(dir, at("2022-09-05", 8));
-    assert_eq!(
-        summary(&n),
-        vec![
-            row("unassigned", "tp", "assignee"),
-            row("unassigned", "tp", "due_on")
-        ]
-    );
+    assert_eq!(summary(&n), vec![row("unassigned", "tp", "assignee"), row("unassigned", "tp", "due_on")]);
 }
 
 #[test]
@@ -370,9 +273,7 @@ fn closed_without_completion_alarms_the_assignee_the_head_and_the_block_leader()
             row("closed_incomplete", "tp", "closed"),
         ]
     );
-    assert!(n
-        .iter()
-        .any(|x| x.key == "closed_incomplete:QD193:lien:2022-08-30:email"));
+    assert!(n.iter().any(|x| x.key == "closed_incomplete:QD193:lien:2022-08-30:email"));
 }
 
 #[test]
@@ -381,14 +282,8 @@ fn items_closed_before_the_look_back_limit_raise_no_alarm_on_first_sight() {
     dir.status = Status::Closed;
     dir.closed_on = Some(d("2022-08-01"));
     assert!(plan_one(dir.clone(), at("2022-09-05", 8)).is_empty());
-    let policy = Policy {
-        closed_lookback_days: 60,
-        ..Policy::default()
-    };
-    assert_eq!(
-        plan_with(vec![dir], &policy, at("2022-09-05", 8), |_| {}).len(),
-        3
-    );
+    let policy = Policy { closed_lookback_days: 60, ..Policy::default() };
+    assert_eq!(plan_with(vec![dir], &policy, at("2022-09-05", 8), |_| {}).len(), 3);
 }
 
 #[test]
@@ -402,9 +297,7 @@ fn closed_items_get_no_reminders_and_completed_or_cancelled_items_get_nothing() 
     let mut dir = directive("A", Some("2022-08-01"));
     dir.status = Status::Closed;
     dir.closed_on = Some(d("2022-09-01"));
-    assert!(plan_one(dir, at("2022-09-05", 8))
-        .iter()
-        .all(|n| n.kind == NoticeKind::ClosedIncomplete));
+    assert!(plan_one(dir, at("2022-09-05", 8)).iter().all(|n| n.kind == NoticeKind::ClosedIncomplete));
 }
 
 #[test]
@@ -427,23 +320,13 @@ fn every_policy_number_is_honoured() {
         escalate_chief_after: 0,
         ..Policy::default()
     };
-    let plan_at = |day| {
-        summary(&plan_with(
-            vec![directive("A", Some("2022-09-14"))],
-            &policy,
-            at(day, 8),
-            |_| {},
-        ))
-    };
+    let plan_at = |day| summary(&plan_with(vec![directive("A", Some("2022-09-14"))], &policy, at(day, 8), |_| {}));
     assert_eq!(plan_at("2022-09-07"), vec![row("upcoming", "lien", "T-5")]);
     assert_eq!(plan_at("2022-09-14"), vec![row("upcoming", "lien", "T-5")]); // no T0 reminder
     assert_eq!(plan_at("2022-09-15"), vec![row("upcoming", "lien", "T-5")]); // T+1: not yet
     assert_eq!(plan_at("2022-09-16"), vec![row("overdue", "lien", "T+2")]);
     assert_eq!(
         plan_at("2022-09-23"),
-        vec![
-            row("escalation", "pct", "T+3"),
-            row("overdue", "lien", "T+2")
-        ] // no repeat, no head/chief
+        vec![row("escalation", "pct", "T+3"), row("overdue", "lien", "T+2")] // no repeat, no head/chief
     );
 }

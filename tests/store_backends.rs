@@ -18,22 +18,8 @@ async fn open(url: &str) -> Store {
 async fn import_value(store: &Store, dir: &std::path::Path, value: &serde_json::Value) {
     let path = dir.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
     std::fs::write(&path, serde_json::to_vec(value).unwrap()).unwrap();
-    let batch = read_files(
-        &[path.as_path()],
-        &KnownCodes::default(),
-        &Calendar::load(None).unwrap(),
-    )
-    .unwrap();
-    store
-        .import(
-            &batch.units,
-            &batch.people,
-            &batch.directives,
-            &batch.calendar,
-            1,
-        )
-        .await
-        .unwrap();
+    let batch = read_files(&[path.as_path()], &KnownCodes::default(), &Calendar::load(None).unwrap()).unwrap();
+    store.import(&batch.units, &batch.people, &batch.directives, &batch.calendar, 1).await.unwrap();
 }
 
 #[tokio::test]
@@ -60,10 +46,7 @@ async fn every_field_round_trips_on_both_backends() {
         let got = &directives[1];
         assert_eq!(got.code, "FULL");
         assert_eq!(got.kind.as_str(), "petition");
-        assert_eq!(
-            got.title,
-            "Xác minh tài sản, thu nhập – \"mật\" 'nháy' ; DROP TABLE"
-        );
+        assert_eq!(got.title, "Xác minh tài sản, thu nhập – \"mật\" 'nháy' ; DROP TABLE");
         assert_eq!(got.leader.as_deref(), Some("chanh"));
         assert_eq!(got.assignee.as_deref(), Some("lien"));
         assert_eq!(got.due_on, Some("2022-09-30".parse().unwrap()));
@@ -72,22 +55,11 @@ async fn every_field_round_trips_on_both_backends() {
         assert_eq!(got.result.as_deref(), Some("Báo cáo số 12/BC-TTr"));
         assert!(got.confidential);
         let bare = &directives[0];
-        assert_eq!(
-            (bare.assignee.as_ref(), bare.due_on, bare.confidential),
-            (None, None, false)
-        );
+        assert_eq!((bare.assignee.as_ref(), bare.due_on, bare.confidential), (None, None, false));
         let people = store.people().await.unwrap();
         assert_eq!(people.len(), 5);
         assert!(!people.iter().find(|p| p.code == "ly").unwrap().active);
-        assert_eq!(
-            people
-                .iter()
-                .find(|p| p.code == "chanh")
-                .unwrap()
-                .role
-                .as_str(),
-            "chief"
-        );
+        assert_eq!(people.iter().find(|p| p.code == "chanh").unwrap().role.as_str(), "chief");
         let units = store.units().await.unwrap();
         assert_eq!(units[1].head.as_deref(), Some("tp"));
         let days = store.calendar_days().await.unwrap();
@@ -101,12 +73,8 @@ async fn a_second_import_updates_by_code_instead_of_duplicating() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&fresh_database(backend, dir.path()).await).await;
-        import_value(
-            &store,
-            dir.path(),
-            &small_agency(json!([directive("A", Some("lien"), Some("2022-09-30"))])),
-        )
-        .await;
+        import_value(&store, dir.path(), &small_agency(json!([directive("A", Some("lien"), Some("2022-09-30"))])))
+            .await;
         let mut moved = directive("A", Some("ly"), Some("2022-10-31"));
         moved["status"] = json!("in_progress");
         import_value(&store, dir.path(), &small_agency(json!([moved]))).await;
@@ -126,12 +94,36 @@ fn bad_imports() -> Vec<(&'static str, String, Vec<&'static str>)> {
         serde_json::to_string_pretty(&v).unwrap()
     };
     vec![
-        ("unknown-unit.json", with(&|v| v["directives"][0]["unit"] = json!("NV9")), vec!["directives[0]", "\"unit\"", "unknown unit \"NV9\""]),
-        ("unknown-person.json", with(&|v| v["directives"][0]["assignee"] = json!("nobody")), vec!["directives[0]", "\"assignee\"", "unknown person"]),
-        ("bad-date.json", with(&|v| v["directives"][0]["due_on"] = json!("30/09/2022")), vec!["directives[0]", "\"due_on\"", "not a date"]),
-        ("bad-status.json", with(&|v| v["directives"][0]["status"] = json!("done")), vec!["directives[0]", "\"status\"", "unknown value \"done\""]),
-        ("bad-kind.json", with(&|v| v["directives"][0]["kind"] = json!("job")), vec!["directives[0]", "\"kind\"", "unknown value \"job\""]),
-        ("bad-role.json", with(&|v| v["people"][1]["role"] = json!("boss")), vec!["people[1]", "\"role\"", "unknown value \"boss\""]),
+        (
+            "unknown-unit.json",
+            with(&|v| v["directives"][0]["unit"] = json!("NV9")),
+            vec!["directives[0]", "\"unit\"", "unknown unit \"NV9\""],
+        ),
+        (
+            "unknown-person.json",
+            with(&|v| v["directives"][0]["assignee"] = json!("nobody")),
+            vec!["directives[0]", "\"assignee\"", "unknown person"],
+        ),
+        (
+            "bad-date.json",
+            with(&|v| v["directives"][0]["due_on"] = json!("30/09/2022")),
+            vec!["directives[0]", "\"due_on\"", "not a date"],
+        ),
+        (
+            "bad-status.json",
+            with(&|v| v["directives"][0]["status"] = json!("done")),
+            vec!["directives[0]", "\"status\"", "unknown value \"done\""],
+        ),
+        (
+            "bad-kind.json",
+            with(&|v| v["directives"][0]["kind"] = json!("job")),
+            vec!["directives[0]", "\"kind\"", "unknown value \"job\""],
+        ),
+        (
+            "bad-role.json",
+            with(&|v| v["people"][1]["role"] = json!("boss")),
+            vec!["people[1]", "\"role\"", "unknown value \"boss\""],
+        ),
         (
             "completed-without-date.json",
             with(&|v| v["directives"][0]["status"] = json!("completed")),
@@ -145,12 +137,21 @@ fn bad_imports() -> Vec<(&'static str, String, Vec<&'static str>)> {
             }),
             vec!["directives[1]", "\"code\"", "duplicate code \"NEW\" (first at directives[0])"],
         ),
-        ("bad-email.json", with(&|v| v["people"][3]["email"] = json!("lien at example")), vec!["people[3]", "\"email\"", "not a valid email"]),
+        (
+            "bad-email.json",
+            with(&|v| v["people"][3]["email"] = json!("lien at example")),
+            vec!["people[3]", "\"email\"", "not a valid email"],
+        ),
         ("broken.json", "{\"units\": [ {\"code\": \"X\", }".into(), vec!["line 1 column", "broken JSON"]),
-        ("typo.json", with(&|v| v["directives"][0]["asignee"] = json!("lien")), vec!["directives[0]", "\"asignee\"", "unknown field"]),
+        (
+            "typo.json",
+            with(&|v| v["directives"][0]["asignee"] = json!("lien")),
+            vec!["directives[0]", "\"asignee\"", "unknown field"],
+        ),
         (
             "bad.csv",
-            "code,kind,title,unit,status,due_on\nC1,task,Một,NV1,open,2022-09-30\nC2,task,Hai,NV1,open,2022-13-01\n".into(),
+            "code,kind,title,unit,status,due_on\nC1,task,Một,NV1,open,2022-09-30\nC2,task,Hai,NV1,open,2022-13-01\n"
+                .into(),
             vec!["line 3", "\"due_on\"", "not a date"],
         ),
     ]
@@ -161,10 +162,7 @@ async fn every_import_error_names_file_place_and_field_and_changes_nothing() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let nv = Nhacviec::new(&fresh_database(backend, dir.path()).await, dir.path());
-        nv.import_json(
-            "base.json",
-            &small_agency(json!([directive("OLD", Some("lien"), Some("2022-09-30"))])),
-        );
+        nv.import_json("base.json", &small_agency(json!([directive("OLD", Some("lien"), Some("2022-09-30"))])));
         let before = nv.ok(&["plan", "--at", "2022-09-29T08:00", "--json"]);
         for (name, content, fragments) in bad_imports() {
             let path = dir.path().join(name);
@@ -173,30 +171,16 @@ async fn every_import_error_names_file_place_and_field_and_changes_nothing() {
             let good = dir.path().join("good.json");
             std::fs::write(
                 &good,
-                serde_json::to_vec(&small_agency(json!([directive(
-                    "GOOD",
-                    Some("ly"),
-                    Some("2022-09-29")
-                )])))
-                .unwrap(),
+                serde_json::to_vec(&small_agency(json!([directive("GOOD", Some("ly"), Some("2022-09-29"))]))).unwrap(),
             )
             .unwrap();
             let err = nv.fails(&["import", good.to_str().unwrap(), path.to_str().unwrap()]);
-            assert!(
-                err.contains(name),
-                "{backend:?} {name}: error does not name the file: {err}"
-            );
+            assert!(err.contains(name), "{backend:?} {name}: error does not name the file: {err}");
             for fragment in fragments {
-                assert!(
-                    err.contains(fragment),
-                    "{backend:?} {name}: missing {fragment:?} in: {err}"
-                );
+                assert!(err.contains(fragment), "{backend:?} {name}: missing {fragment:?} in: {err}");
             }
             let after = nv.ok(&["plan", "--at", "2022-09-29T08:00", "--json"]);
-            assert_eq!(
-                before, after,
-                "{backend:?} {name}: data changed after a rejected import"
-            );
+            assert_eq!(before, after, "{backend:?} {name}: data changed after a rejected import");
         }
     }
 }
@@ -209,11 +193,7 @@ fn notice(directive: &str, recipient: &str, stage: &str) -> Notice {
         address: format!("{recipient}@example.gov.vn"),
         channel: Channel::Email,
         stage: stage.into(),
-        key: notice_key(
-            NoticeKind::Overdue,
-            &[directive, recipient, "2022-08-31", stage],
-            Channel::Email,
-        ),
+        key: notice_key(NoticeKind::Overdue, &[directive, recipient, "2022-08-31", stage], Channel::Email),
         ladder: Ladder::Assignee,
         effective_due: Some("2022-08-31".parse().unwrap()),
         days_overdue: 1,
@@ -227,24 +207,10 @@ async fn enqueue_is_idempotent_by_key() {
         let store = open(&fresh_database(backend, dir.path()).await).await;
         let first = vec![notice("A", "lien", "T+1"), notice("B", "lien", "T+1")];
         assert_eq!(store.enqueue(&first, 100).await.unwrap(), 2, "{backend:?}");
-        assert_eq!(
-            store.enqueue(&first, 100).await.unwrap(),
-            0,
-            "{backend:?}: replay must insert nothing"
-        );
-        assert_eq!(
-            store
-                .enqueue(&[notice("A", "lien", "T+3")], 200)
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(store.enqueue(&first, 100).await.unwrap(), 0, "{backend:?}: replay must insert nothing");
+        assert_eq!(store.enqueue(&[notice("A", "lien", "T+3")], 200).await.unwrap(), 1);
         let report = store.status_report(10).await.unwrap();
-        assert_eq!(
-            report.counts.notices,
-            vec![("pending".to_string(), 3)],
-            "{backend:?}"
-        );
+        assert_eq!(report.counts.notices, vec![("pending".to_string(), 3)], "{backend:?}");
     }
 }
 
@@ -254,9 +220,7 @@ async fn two_concurrent_claimers_never_claim_the_same_notice() {
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_database(backend, dir.path()).await;
         let store = open(&url).await;
-        let notices: Vec<Notice> = (0..400)
-            .map(|i| notice(&format!("D{i}"), &format!("p{}", i % 97), "T+1"))
-            .collect();
+        let notices: Vec<Notice> = (0..400).map(|i| notice(&format!("D{i}"), &format!("p{}", i % 97), "T+1")).collect();
         store.enqueue(&notices, 1).await.unwrap();
         let claimer = |store: Store, who: &'static str| async move {
             let mut mine = Vec::new();
@@ -269,6 +233,7 @@ async fn two_concurrent_claimers_never_claim_the_same_notice() {
                 let message = NewMessage {
                     id: uuid::Uuid::new_v4().to_string(),
                     message_id: format!("<{}@t>", uuid::Uuid::new_v4()),
+                    kind: "reminder".into(),
                     recipient: claim.notices[0].recipient.clone(),
                     address: "x@example.gov.vn".into(),
                     channel: "email".into(),
@@ -276,10 +241,7 @@ async fn two_concurrent_claimers_never_claim_the_same_notice() {
                     payload: "p".into(),
                     notice_keys: keys.clone(),
                 };
-                claim
-                    .commit(&[message], &[], who, i64::MAX, 1)
-                    .await
-                    .unwrap();
+                claim.commit(&[message], &[], who, i64::MAX, 1).await.unwrap();
                 mine.extend(keys);
             }
         };
@@ -298,16 +260,14 @@ async fn a_leased_message_is_taken_by_one_claimer_and_only_its_holder_records_th
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_database(backend, dir.path()).await;
         let store = open(&url).await;
-        store
-            .enqueue(&[notice("A", "lien", "T+1")], 1)
-            .await
-            .unwrap();
+        store.enqueue(&[notice("A", "lien", "T+1")], 1).await.unwrap();
         let claim = store.claim_notices(10).await.unwrap();
         let keys = vec![claim.notices[0].key.clone()];
         let id = uuid::Uuid::new_v4().to_string();
         let message = NewMessage {
             id: id.clone(),
             message_id: "<m@t>".into(),
+            kind: "reminder".into(),
             recipient: "lien".into(),
             address: "lien@example.gov.vn".into(),
             channel: "email".into(),
@@ -316,30 +276,17 @@ async fn a_leased_message_is_taken_by_one_claimer_and_only_its_holder_records_th
             notice_keys: keys,
         };
         // Leased until wall-clock second 1000: already expired "now" (wall 2000).
-        claim
-            .commit(&[message], &[], "crashed", 1000, 10)
-            .await
-            .unwrap();
+        claim.commit(&[message], &[], "crashed", 1000, 10).await.unwrap();
         let other = open(&url).await;
         let (x, y) = tokio::join!(
             store.claim_due_messages("x", 10, 2000, 9_999, 10),
             other.claim_due_messages("y", 10, 2000, 9_999, 10)
         );
         let (x, y) = (x.unwrap(), y.unwrap());
-        assert_eq!(
-            x.len() + y.len(),
-            1,
-            "{backend:?}: exactly one claimer takes the expired lease"
-        );
+        assert_eq!(x.len() + y.len(), 1, "{backend:?}: exactly one claimer takes the expired lease");
         let winner = if x.is_empty() { "y" } else { "x" };
-        assert!(!store
-            .finish_message(&id, "crashed", &MessageOutcome::Sent, 11)
-            .await
-            .unwrap());
-        assert!(store
-            .finish_message(&id, winner, &MessageOutcome::Sent, 11)
-            .await
-            .unwrap());
+        assert!(!store.finish_message(&id, "crashed", &MessageOutcome::Sent, 11).await.unwrap());
+        assert!(store.finish_message(&id, winner, &MessageOutcome::Sent, 11).await.unwrap());
         let report = store.status_report(10).await.unwrap();
         assert_eq!(report.counts.messages, vec![("sent".to_string(), 1)]);
         assert_eq!(report.counts.notices, vec![("sent".to_string(), 1)]);

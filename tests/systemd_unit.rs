@@ -11,14 +11,11 @@ const UNIT_NAME: &str = "nhacviec.service";
 const MAX_EXPOSURE: f64 = 2.0;
 
 fn unit_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("systemd")
-        .join(UNIT_NAME)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd").join(UNIT_NAME)
 }
 
 fn unit_text() -> String {
-    std::fs::read_to_string(unit_path())
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", unit_path().display()))
+    std::fs::read_to_string(unit_path()).unwrap_or_else(|e| panic!("cannot read {}: {e}", unit_path().display()))
 }
 
 fn systemd_analyze() -> PathBuf {
@@ -45,10 +42,8 @@ fn systemd_analyze() -> PathBuf {
 /// starts /bin/true instead; nothing else changes.
 fn unit_copy() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let stand_in = ["/bin/true", "/usr/bin/true"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .expect("true(1) is installed");
+    let stand_in =
+        ["/bin/true", "/usr/bin/true"].into_iter().find(|p| Path::new(p).is_file()).expect("true(1) is installed");
     let text = unit_text();
     let mut replaced = 0;
     let copy: Vec<String> = text
@@ -92,10 +87,7 @@ fn directives(text: &str) -> Vec<(String, String)> {
 }
 
 fn values<'a>(all: &'a [(String, String)], key: &str) -> Vec<&'a str> {
-    all.iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .collect()
+    all.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
 }
 
 #[test]
@@ -104,34 +96,15 @@ fn systemd_analyze_verify_accepts_the_unit_without_a_single_warning() {
     let output = analyze(&["verify", "--no-pager"], &unit);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let shown = format!(
-        "status {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
-    assert!(
-        output.status.success(),
-        "systemd-analyze verify failed:\n{shown}"
-    );
+    let shown = format!("status {}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status);
+    assert!(output.status.success(), "systemd-analyze verify failed:\n{shown}");
 
-    let bad = [
-        "ignoring",
-        "unknown key",
-        "unknown section",
-        "failed",
-        "warning",
-        "deprecated",
-    ];
+    let bad = ["ignoring", "unknown key", "unknown section", "failed", "warning", "deprecated"];
     for line in stderr.lines().chain(stdout.lines()) {
         let lower = line.to_lowercase();
-        assert!(
-            !bad.iter().any(|word| lower.contains(word)),
-            "systemd-analyze verify complains: {line}\n{shown}"
-        );
+        assert!(!bad.iter().any(|word| lower.contains(word)), "systemd-analyze verify complains: {line}\n{shown}");
         // verify is silent about a good unit; anything it says about ours is a finding.
-        assert!(
-            !line.contains(UNIT_NAME),
-            "systemd-analyze verify says: {line}\n{shown}"
-        );
+        assert!(!line.contains(UNIT_NAME), "systemd-analyze verify says: {line}\n{shown}");
     }
 }
 
@@ -141,29 +114,20 @@ fn the_unit_exposure_is_rated_at_most_2_0() {
     let output = analyze(&["security", "--offline=true", "--no-pager"], &unit);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stdout
-        .lines()
-        .find(|l| l.contains("Overall exposure level for"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no 'Overall exposure level' line from systemd-analyze security (status {}):\n{stdout}\n{stderr}",
-                output.status
-            )
-        });
+    let line = stdout.lines().find(|l| l.contains("Overall exposure level for")).unwrap_or_else(|| {
+        panic!(
+            "no 'Overall exposure level' line from systemd-analyze security (status {}):\n{stdout}\n{stderr}",
+            output.status
+        )
+    });
     // "→ Overall exposure level for nhacviec.service: 1.1 OK 🙂"
     let score: f64 = line
         .rsplit_once(": ")
         .and_then(|(_, rest)| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("cannot read the exposure from {line:?}"));
-    assert!(
-        score <= MAX_EXPOSURE,
-        "exposure {score} is above {MAX_EXPOSURE}; the checks that cost most:\n{stdout}"
-    );
-    assert!(
-        stderr.trim().is_empty(),
-        "systemd-analyze security complains:\n{stderr}"
-    );
+    assert!(score <= MAX_EXPOSURE, "exposure {score} is above {MAX_EXPOSURE}; the checks that cost most:\n{stdout}");
+    assert!(stderr.trim().is_empty(), "systemd-analyze security complains:\n{stderr}");
 }
 
 #[test]
@@ -172,11 +136,7 @@ fn the_unit_carries_the_directives_the_daemon_relies_on() {
     let all = directives(&text);
     let one = |key: &str| -> &str {
         let found = values(&all, key);
-        assert_eq!(
-            found.len(),
-            1,
-            "{key}= should appear exactly once, found {found:?}"
-        );
+        assert_eq!(found.len(), 1, "{key}= should appear exactly once, found {found:?}");
         found[0]
     };
 
@@ -185,28 +145,18 @@ fn the_unit_carries_the_directives_the_daemon_relies_on() {
     assert_eq!(one("Restart"), "on-failure");
     assert_eq!(one("StateDirectory"), "nhacviec");
     assert_eq!(one("ConfigurationDirectory"), "nhacviec");
-    assert!(
-        one("ExecStart").ends_with("nhacviec run"),
-        "ExecStart= should start `nhacviec run`"
-    );
+    assert!(one("ExecStart").ends_with("nhacviec run"), "ExecStart= should start `nhacviec run`");
 
     let watchdog: u64 = one("WatchdogSec")
         .parse()
         .expect("WatchdogSec= in plain seconds, so the half-period ping is easy to reason about");
-    let stop: u64 = one("TimeoutStopSec")
-        .parse()
-        .expect("TimeoutStopSec= in plain seconds");
-    assert!(
-        watchdog >= 10,
-        "WatchdogSec={watchdog} leaves a scan no time"
-    );
+    let stop: u64 = one("TimeoutStopSec").parse().expect("TimeoutStopSec= in plain seconds");
+    assert!(watchdog >= 10, "WatchdogSec={watchdog} leaves a scan no time");
     assert!(stop > 0);
 
     // The credential's name is what the password file setting points at.
     let credential = one("LoadCredential");
-    let (name, source) = credential
-        .split_once(':')
-        .expect("LoadCredential=NAME:PATH");
+    let (name, source) = credential.split_once(':').expect("LoadCredential=NAME:PATH");
     assert!(source.starts_with("/etc/nhacviec/"), "{credential}");
     let environment = values(&all, "Environment");
     assert!(

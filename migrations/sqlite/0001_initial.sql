@@ -41,6 +41,9 @@ CREATE TABLE directives (
 -- The planner's pre-filter: live directives by due date, recently closed ones, incomplete ones.
 CREATE INDEX directives_live_by_due ON directives (due_on) WHERE status IN ('open', 'in_progress');
 CREATE INDEX directives_closed_by_date ON directives (closed_on) WHERE status = 'closed';
+-- Reports: recently completed directives, and everything due in a month.
+CREATE INDEX directives_completed_by_date ON directives (completed_on) WHERE status = 'completed';
+CREATE INDEX directives_by_due ON directives (due_on);
 CREATE INDEX directives_incomplete ON directives (code)
     WHERE status IN ('open', 'in_progress') AND (assignee IS NULL OR due_on IS NULL);
 
@@ -78,6 +81,8 @@ CREATE INDEX notices_by_status ON notices (status);
 CREATE TABLE messages (
     id              TEXT PRIMARY KEY,
     message_id      TEXT NOT NULL,
+    -- reminder | digest | report
+    kind            TEXT NOT NULL,
     recipient       TEXT NOT NULL,
     address         TEXT NOT NULL,
     channel         TEXT NOT NULL,

@@ -88,25 +88,16 @@ impl EmailChannel {
         let transport = match config.transport {
             MailTransport::File => {
                 let dir = PathBuf::from(&config.raw.mail.file_dir);
-                std::fs::create_dir_all(&dir).map_err(|source| EmailSetupError::FileDir {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|source| EmailSetupError::FileDir { path: dir.display().to_string(), source })?;
                 Transport::File(dir)
             }
             MailTransport::Smtp => {
                 let make = smtp_factory(config)?;
-                Transport::Smtp {
-                    current: RwLock::new(Arc::new(make())),
-                    make,
-                }
+                Transport::Smtp { current: RwLock::new(Arc::new(make())), make }
             }
         };
-        Ok(EmailChannel {
-            from: config.from.clone(),
-            transport,
-            timeout,
-        })
+        Ok(EmailChannel { from: config.from.clone(), transport, timeout })
     }
 
     pub fn from_mailbox(&self) -> &Mailbox {
@@ -171,30 +162,21 @@ fn smtp_factory(config: &Config) -> Result<Factory, EmailSetupError> {
         mode => {
             let mut params = TlsParameters::builder(smtp.host.clone());
             if !smtp.ca_file.is_empty() {
-                let ca_error = |reason: String| EmailSetupError::Ca {
-                    path: smtp.ca_file.clone(),
-                    reason,
-                };
+                let ca_error = |reason: String| EmailSetupError::Ca { path: smtp.ca_file.clone(), reason };
                 let pem = std::fs::read(&smtp.ca_file).map_err(|e| ca_error(e.to_string()))?;
                 let cert = Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
                 params = params.add_root_certificate(cert);
             }
             let params = params.build_rustls().map_err(|e| EmailSetupError::Smtp(e.to_string()))?;
-            Some(if mode == TlsMode::Tls {
-                Tls::Wrapper(params)
-            } else {
-                Tls::Required(params)
-            })
+            Some(if mode == TlsMode::Tls { Tls::Wrapper(params) } else { Tls::Required(params) })
         }
     };
     let credentials = if smtp.username.is_empty() {
         None
     } else {
         let path = resolve_credential(&smtp.password_file);
-        let password = std::fs::read_to_string(&path).map_err(|source| EmailSetupError::Password {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let password = std::fs::read_to_string(&path)
+            .map_err(|source| EmailSetupError::Password { path: path.display().to_string(), source })?;
         Some(Credentials::new(smtp.username.clone(), password.trim_end_matches(['\r', '\n']).to_string()))
     };
     let host = smtp.host.clone();

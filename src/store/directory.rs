@@ -65,9 +65,8 @@ async fn upsert(
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<Vec<Value>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| placeholders(1 + i * columns.len(), columns.len()))
-            .collect();
+        let values: Vec<String> =
+            (0..chunk.len()).map(|i| placeholders(1 + i * columns.len(), columns.len())).collect();
         let sql = format!(
             "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
             columns.join(", "),
@@ -102,7 +101,9 @@ impl Store {
             &["code", "name", "head", "leader", "updated_at"],
             units
                 .iter()
-                .map(|u| vec![text(&u.code), text(&u.name), opt_text(u.head.as_deref()), opt_text(u.leader.as_deref()), at()])
+                .map(|u| {
+                    vec![text(&u.code), text(&u.name), opt_text(u.head.as_deref()), opt_text(u.leader.as_deref()), at()]
+                })
                 .collect(),
         )
         .await?;
@@ -131,8 +132,21 @@ impl Store {
             &mut tx,
             "directives",
             &[
-                "code", "kind", "title", "source", "unit", "assignee", "leader", "assigned_on", "due_on", "status",
-                "completed_on", "closed_on", "result", "confidential", "updated_at",
+                "code",
+                "kind",
+                "title",
+                "source",
+                "unit",
+                "assignee",
+                "leader",
+                "assigned_on",
+                "due_on",
+                "status",
+                "completed_on",
+                "closed_on",
+                "result",
+                "confidential",
+                "updated_at",
             ],
             directives
                 .iter()
@@ -162,10 +176,7 @@ impl Store {
             &mut tx,
             "calendar_days",
             &["date", "kind", "note"],
-            calendar
-                .iter()
-                .map(|c| vec![text(&c.date.to_string()), text(c.kind.as_str()), text(&c.note)])
-                .collect(),
+            calendar.iter().map(|c| vec![text(&c.date.to_string()), text(c.kind.as_str()), text(&c.note)]).collect(),
         )
         .await?;
         tx.commit().await?;
@@ -178,9 +189,8 @@ impl Store {
     }
 
     pub async fn units(&self) -> Result<Vec<Unit>> {
-        let rows: Vec<UnitRow> = sqlx::query_as("SELECT code, name, head, leader FROM units ORDER BY code")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<UnitRow> =
+            sqlx::query_as("SELECT code, name, head, leader FROM units ORDER BY code").fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(Unit::from).collect())
     }
 
@@ -193,9 +203,8 @@ impl Store {
     }
 
     pub async fn calendar_days(&self) -> Result<Vec<CalendarDay>> {
-        let rows: Vec<CalendarRow> = sqlx::query_as("SELECT date, kind, note FROM calendar_days ORDER BY date")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<CalendarRow> =
+            sqlx::query_as("SELECT date, kind, note FROM calendar_days ORDER BY date").fetch_all(&self.pool).await?;
         rows.into_iter().map(CalendarDay::try_from).collect()
     }
 
@@ -228,14 +237,39 @@ impl Store {
         rows.into_iter().map(Directive::try_from).collect()
     }
 
+    /// What reports are built from: every live directive, those closed or completed on or
+    /// after `since`, and every directive due between `due_from` and `due_until`.
+    pub async fn report_directives(
+        &self,
+        since: NaiveDate,
+        due_from: NaiveDate,
+        due_until: NaiveDate,
+    ) -> Result<Vec<Directive>> {
+        let sql = format!(
+            "SELECT {DIRECTIVE_COLUMNS} FROM directives WHERE status IN ('open', 'in_progress')
+             UNION
+             SELECT {DIRECTIVE_COLUMNS} FROM directives WHERE status = 'closed' AND closed_on >= $1
+             UNION
+             SELECT {DIRECTIVE_COLUMNS} FROM directives WHERE status = 'completed' AND completed_on >= $1
+             UNION
+             SELECT {DIRECTIVE_COLUMNS} FROM directives WHERE due_on >= $2 AND due_on <= $3
+             ORDER BY code"
+        );
+        let rows: Vec<DirectiveRow> = sqlx::query_as(&sql)
+            .bind(since.to_string())
+            .bind(due_from.to_string())
+            .bind(due_until.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(Directive::try_from).collect()
+    }
+
     /// The current state of the given directives (delivery re-checks queued notices with it).
     pub async fn directives_by_code(&self, codes: &[String]) -> Result<Vec<Directive>> {
         let mut out = Vec::with_capacity(codes.len());
         for chunk in codes.chunks(500) {
-            let sql = format!(
-                "SELECT {DIRECTIVE_COLUMNS} FROM directives WHERE code IN {}",
-                placeholders(1, chunk.len())
-            );
+            let sql =
+                format!("SELECT {DIRECTIVE_COLUMNS} FROM directives WHERE code IN {}", placeholders(1, chunk.len()));
             let mut query = sqlx::query_as::<_, DirectiveRow>(&sql);
             for code in chunk {
                 query = query.bind(code.clone());

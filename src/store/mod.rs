@@ -26,11 +26,7 @@ pub enum StoreError {
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database holds an invalid value in {table}.{column}: {value:?}")]
-    Corrupt {
-        table: &'static str,
-        column: &'static str,
-        value: String,
-    },
+    Corrupt { table: &'static str, column: &'static str, value: String },
     #[error("database url: {0}")]
     Url(String),
 }
@@ -63,8 +59,7 @@ impl Store {
                         // WAL lets readers run beside the writer; the busy timeout makes a
                         // writer wait for another instead of failing; NORMAL is durable in WAL.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute(format!("PRAGMA busy_timeout = {busy_timeout_ms}").as_str())
-                            .await?;
+                        conn.execute(format!("PRAGMA busy_timeout = {busy_timeout_ms}").as_str()).await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
                     }
                     Ok(())

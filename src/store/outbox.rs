@@ -34,6 +34,8 @@ const QUEUED_NOTICE_COLUMNS: &str =
 pub struct NewMessage {
     pub id: String,
     pub message_id: String,
+    /// reminder, digest or report.
+    pub kind: String,
     pub recipient: String,
     pub address: String,
     pub channel: String,
@@ -47,6 +49,7 @@ pub struct NewMessage {
 pub struct ClaimedMessage {
     pub id: String,
     pub message_id: String,
+    pub kind: String,
     pub recipient: String,
     pub address: String,
     pub channel: String,
@@ -55,15 +58,20 @@ pub struct ClaimedMessage {
     pub attempts: i64,
 }
 
-const CLAIMED_MESSAGE_COLUMNS: &str = "id, message_id, recipient, address, channel, subject, payload, attempts";
+const CLAIMED_MESSAGE_COLUMNS: &str = "id, message_id, kind, recipient, address, channel, subject, payload, attempts";
 
 /// What became of one send attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageOutcome {
     Sent,
     /// Try again at `next_attempt_at` (logical epoch seconds).
-    Retry { next_attempt_at: i64, error: String },
-    Dead { error: String },
+    Retry {
+        next_attempt_at: i64,
+        error: String,
+    },
+    Dead {
+        error: String,
+    },
 }
 
 /// Pending notices claimed in an open write transaction. Commit with the messages built from
@@ -171,8 +179,7 @@ impl Store {
             "SELECT {QUEUED_NOTICE_COLUMNS} FROM notices WHERE status = 'pending'
               ORDER BY recipient, channel, key LIMIT $1{lock}"
         );
-        let mut notices: Vec<QueuedNotice> =
-            sqlx::query_as(&sql).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+        let mut notices: Vec<QueuedNotice> = sqlx::query_as(&sql).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
         let mut recipients: Vec<String> = notices.iter().map(|n| n.recipient.clone()).collect();
         recipients.dedup();
         let mut seen: HashSet<String> = notices.iter().map(|n| n.key.clone()).collect();
@@ -269,11 +276,13 @@ impl Store {
     /// them at once instead of waiting for the lease to expire.
     pub async fn release_leases(&self, owner: &str) -> Result<u64> {
         let mut tx = self.begin_write().await?;
-        let n = sqlx::query("UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 AND status = 'queued'")
-            .bind(owner.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 AND status = 'queued'",
+        )
+        .bind(owner.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         Ok(n)
     }
@@ -300,12 +309,7 @@ impl Store {
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(StatusReport {
-            counts: OutboxCounts { notices, messages },
-            dead_letters,
-            retrying,
-            next_retry_at,
-        })
+        Ok(StatusReport { counts: OutboxCounts { notices, messages }, dead_letters, retrying, next_retry_at })
     }
 
     /// Messages not yet finished (queued, including retries) — the backlog.
@@ -332,12 +336,13 @@ impl NoticeClaim {
     ) -> Result<()> {
         for m in messages {
             sqlx::query(
-                "INSERT INTO messages (id, message_id, recipient, address, channel, subject, payload, notice_count,
+                "INSERT INTO messages (id, message_id, kind, recipient, address, channel, subject, payload, notice_count,
                         status, attempts, next_attempt_at, lease_until, lease_owner, last_error, created_at, sent_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', 0, $9, $10, $11, NULL, $12, NULL)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, $10, $11, $12, NULL, $13, NULL)",
             )
             .bind(m.id.clone())
             .bind(m.message_id.clone())
+            .bind(m.kind.clone())
             .bind(m.recipient.clone())
             .bind(m.address.clone())
             .bind(m.channel.clone())

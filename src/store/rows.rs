@@ -7,11 +7,7 @@ use chrono::NaiveDate;
 use std::str::FromStr;
 
 fn parse<T: FromStr>(table: &'static str, column: &'static str, value: &str) -> Result<T> {
-    value.parse().map_err(|_| StoreError::Corrupt {
-        table,
-        column,
-        value: value.to_string(),
-    })
+    value.parse().map_err(|_| StoreError::Corrupt { table, column, value: value.to_string() })
 }
 
 fn parse_date(table: &'static str, column: &'static str, value: Option<&str>) -> Result<Option<NaiveDate>> {
@@ -28,12 +24,7 @@ pub(super) struct UnitRow {
 
 impl From<UnitRow> for Unit {
     fn from(r: UnitRow) -> Unit {
-        Unit {
-            code: r.code,
-            name: r.name,
-            head: r.head,
-            leader: r.leader,
-        }
+        Unit { code: r.code, name: r.name, head: r.head, leader: r.leader }
     }
 }
 

@@ -22,8 +22,7 @@ pub fn bin() -> PathBuf {
 /// Where the test PostgreSQL server is: `NHACVIEC_TEST_PG_URL` (scripts/test sets it when it
 /// starts a throwaway cluster), else the machine's server on 127.0.0.1:5432.
 pub fn pg_admin_url() -> String {
-    std::env::var("NHACVIEC_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("NHACVIEC_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// Creates a fresh PostgreSQL database for one test and returns its URL. Panics (never
@@ -31,23 +30,15 @@ pub fn pg_admin_url() -> String {
 pub async fn fresh_pg_database() -> String {
     use sqlx::Connection;
     let admin = pg_admin_url();
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!(
             "PostgreSQL is not reachable at {admin} ({e}). Run the suite with scripts/test, which \
              starts a throwaway server when none runs, or set NHACVIEC_TEST_PG_URL."
         )
-        });
+    });
     let name = format!("nhacviec_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(b, _)| b)
-        .to_string();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_string();
     format!("{base}/{name}")
 }
 
@@ -63,11 +54,7 @@ pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 /// A fresh, empty database URL of the given backend; the directory keeps a SQLite file alive.
 pub async fn fresh_database(backend: Backend, dir: &Path) -> String {
     match backend {
-        Backend::Sqlite => format!(
-            "sqlite://{}",
-            dir.join(format!("{}.db", uuid::Uuid::new_v4().simple()))
-                .display()
-        ),
+        Backend::Sqlite => format!("sqlite://{}", dir.join(format!("{}.db", uuid::Uuid::new_v4().simple())).display()),
         Backend::Postgres => fresh_pg_database().await,
     }
 }
@@ -81,11 +68,7 @@ pub struct Nhacviec {
 
 impl Nhacviec {
     pub fn new(db_url: &str, dir: &Path) -> Nhacviec {
-        Nhacviec {
-            db_url: db_url.to_string(),
-            env: Vec::new(),
-            dir: dir.to_path_buf(),
-        }
+        Nhacviec { db_url: db_url.to_string(), env: Vec::new(), dir: dir.to_path_buf() }
     }
 
     pub fn with(mut self, key: &str, value: &str) -> Nhacviec {
@@ -144,17 +127,14 @@ impl Nhacviec {
 
     pub fn import_json(&self, name: &str, json: &serde_json::Value) -> String {
         let path = self.dir.join(name);
-        std::fs::write(&path, serde_json::to_vec_pretty(json).expect("json"))
-            .expect("write import file");
+        std::fs::write(&path, serde_json::to_vec_pretty(json).expect("json")).expect("write import file");
         self.ok(&["import", path.to_str().expect("path")])
     }
 
     pub fn plan_json(&self, at: &str) -> Vec<PlannedNotice> {
         self.ok(&["plan", "--at", at, "--json"])
             .lines()
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("plan --json line {l:?}: {e}"))
-            })
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("plan --json line {l:?}: {e}")))
             .collect()
     }
 
@@ -208,12 +188,7 @@ impl SmtpPeer {
         std::fs::create_dir_all(&maildir).expect("maildir");
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let (child, port) = spawn_peer(&maildir, 0, &args);
-        SmtpPeer {
-            port,
-            maildir,
-            child,
-            args,
-        }
+        SmtpPeer { port, maildir, child, args }
     }
 
     /// Stops the server (the port then refuses connections).
@@ -362,11 +337,7 @@ pub fn directive(code: &str, assignee: Option<&str>, due_on: Option<&str>) -> se
 pub async fn recorded_messages(db_url: &str) -> Vec<(String, String, String, i64)> {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
-    let url = if db_url.starts_with("sqlite:") {
-        format!("{db_url}?mode=rw")
-    } else {
-        db_url.to_string()
-    };
+    let url = if db_url.starts_with("sqlite:") { format!("{db_url}?mode=rw") } else { db_url.to_string() };
     let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
     sqlx::query_as("SELECT message_id, recipient, status, attempts FROM messages ORDER BY recipient, created_at")
         .fetch_all(&mut conn)
@@ -379,19 +350,13 @@ pub fn any_hour() -> Vec<(String, String)> {
     vec![
         ("NHACVIEC__SEND_WINDOW__START".into(), "00:00".into()),
         ("NHACVIEC__SEND_WINDOW__END".into(), "23:59".into()),
-        (
-            "NHACVIEC__SEND_WINDOW__WORKING_DAYS_ONLY".into(),
-            "false".into(),
-        ),
+        ("NHACVIEC__SEND_WINDOW__WORKING_DAYS_ONLY".into(), "false".into()),
     ]
 }
 
 /// A free TCP port on 127.0.0.1, chosen now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// A plain HTTP/1.1 GET: (status code, body).

@@ -1,0 +1,273 @@
+//! Reports in the flow: which weekly digests and monthly briefing reports are owed at `now`
+//! (pure, beside the planner), whether a queued one is still owed when delivery claims it,
+//! and turning one into a rendered message from the store's directives.
+//!
+//! A weekly digest is keyed per recipient and ISO week (`digest:pct_a:2022-W36:email`): it
+//! becomes owed at the configured moment of the week (Monday 07:30 by default) and stays
+//! owed until the week ends, so after downtime it goes out at the next send window of the
+//! same week, and a week that has passed is never sent late. The monthly report is keyed per
+//! recipient and month (`digest:chanh_tt:2022-09:email`) and owed from its due day to the
+//! month's end.
+
+use crate::calendar::Calendar;
+use crate::digest::{digest_is_owed, iso_week, weekly_digest, Audience, WINDOW_DAYS};
+use crate::digest_render::DigestRenderer;
+use crate::domain::{notice_key, Channel, Directive, Ladder, Notice, NoticeKind, Person, Role, Unit};
+use crate::monthly::{month_stage, monthly_report, report_owed_month};
+use crate::planner::Snapshot;
+use crate::policy::Policy;
+use crate::render::{RenderError, Rendered};
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate};
+use chrono_tz::Tz;
+
+/// When reports become owed; `None` disables one.
+#[derive(Debug, Clone)]
+pub struct ReportSchedule {
+    pub weekly: Option<croner::Cron>,
+    pub monthly_working_days_before_end: Option<u32>,
+}
+
+/// Everyone who receives reports, with what they cover: each active chief the whole agency,
+/// each active block leader (a unit's `leader`, not a chief) their units. Code order.
+pub fn report_audiences(snapshot: &Snapshot) -> Vec<(&Person, Audience)> {
+    let mut out: Vec<(&Person, Audience)> = snapshot.chiefs().into_iter().map(|p| (p, Audience::Chief)).collect();
+    let mut leaders: Vec<&Person> = snapshot
+        .units
+        .values()
+        .filter_map(|u| snapshot.people.get(u.leader.as_deref()?))
+        .filter(|p| p.active && p.role != Role::Chief)
+        .collect();
+    leaders.sort_by(|a, b| a.code.cmp(&b.code));
+    leaders.dedup_by(|a, b| a.code == b.code);
+    out.extend(leaders.into_iter().map(|p| (p, Audience::Leader(p.code.clone()))));
+    out
+}
+
+/// The audience a person's reports cover, if they receive any.
+pub fn audience_of(snapshot: &Snapshot, code: &str) -> Option<Audience> {
+    report_audiences(snapshot).into_iter().find(|(p, _)| p.code == code).map(|(_, a)| a)
+}
+
+/// The digests and reports owed at `now`.
+pub fn plan_reports(
+    snapshot: &Snapshot,
+    schedule: &ReportSchedule,
+    calendar: &Calendar,
+    now: DateTime<Tz>,
+) -> Vec<Notice> {
+    let today = now.date_naive();
+    let mut stages = Vec::new();
+    if let Some(cron) = &schedule.weekly {
+        let week = iso_week(today);
+        let reached = cron.find_previous_occurrence(&now, true).is_ok_and(|prev| iso_week(prev.date_naive()) == week);
+        if reached {
+            stages.push((Ladder::Digest, week));
+        }
+    }
+    if let Some(n) = schedule.monthly_working_days_before_end {
+        if let Some((year, month)) = report_owed_month(calendar, today, n) {
+            stages.push((Ladder::Report, month_stage(year, month)));
+        }
+    }
+    let mut out = Vec::new();
+    for (person, _) in report_audiences(snapshot) {
+        for (ladder, stage) in &stages {
+            let kind = NoticeKind::Digest;
+            out.push(Notice {
+                kind,
+                directive: None,
+                recipient: person.code.clone(),
+                address: person.email.clone(),
+                channel: Channel::Email,
+                stage: stage.clone(),
+                key: notice_key(kind, &[&person.code, stage], Channel::Email),
+                ladder: *ladder,
+                effective_due: None,
+                days_overdue: 0,
+            });
+        }
+    }
+    out
+}
+
+/// Whether a queued report with `stage` may still go out on `today`; the reason when not.
+pub fn report_still_owed(
+    stage: &str,
+    today: NaiveDate,
+    calendar: &Calendar,
+    schedule: &ReportSchedule,
+) -> Result<(), String> {
+    if stage.contains("-W") {
+        return if digest_is_owed(&iso_week(today), stage) {
+            Ok(())
+        } else {
+            Err(format!("the week {stage} has passed; a digest is never sent late"))
+        };
+    }
+    let owed = schedule
+        .monthly_working_days_before_end
+        .and_then(|n| report_owed_month(calendar, today, n))
+        .is_some_and(|(y, m)| month_stage(y, m) == stage);
+    if owed {
+        Ok(())
+    } else {
+        Err(format!("the month {stage} has passed; a report is never sent late"))
+    }
+}
+
+/// The month a monthly stage names (`2022-09` → (2022, 9)).
+pub fn parse_month(stage: &str) -> Option<(i32, u32)> {
+    let (y, m) = stage.split_once('-')?;
+    let month: u32 = m.parse().ok()?;
+    (1..=12).contains(&month).then_some((y.parse().ok()?, month))
+}
+
+/// The store selection reports on `today` are built from: (closed or completed since,
+/// due from, due until) — the digest's week back, and the whole month with the days before
+/// it whose due dates roll forward into it.
+pub fn report_window(today: NaiveDate) -> (NaiveDate, NaiveDate, NaiveDate) {
+    let since = today.checked_sub_days(Days::new(WINDOW_DAYS)).unwrap_or(today);
+    let month_start = today.with_day(1).unwrap_or(today);
+    let due_from = month_start.checked_sub_days(Days::new(10)).unwrap_or(month_start);
+    let due_until = month_start.checked_add_months(Months::new(1)).unwrap_or(month_start);
+    (since, due_from, due_until)
+}
+
+/// Everything a report is built from.
+pub struct ReportInput<'a> {
+    pub snapshot: &'a Snapshot,
+    pub directives: &'a [Directive],
+    pub calendar: &'a Calendar,
+    pub policy: &'a Policy,
+    pub today: NaiveDate,
+}
+
+/// Builds and renders the report `stage` (an ISO week or a month) for `person`.
+pub fn render_report(
+    renderer: &DigestRenderer,
+    input: &ReportInput<'_>,
+    person: &Person,
+    audience: &Audience,
+    stage: &str,
+) -> Result<Rendered, RenderError> {
+    let mut units: Vec<Unit> = input.snapshot.units.values().cloned().collect();
+    units.sort_by(|a, b| a.code.cmp(&b.code));
+    match parse_month(stage).filter(|_| !stage.contains("-W")) {
+        Some((year, month)) => {
+            let report = monthly_report(
+                &units,
+                &input.snapshot.people,
+                input.directives,
+                input.calendar,
+                input.policy,
+                audience,
+                year,
+                month,
+                input.today,
+            );
+            renderer.render_monthly(&report, person)
+        }
+        None => {
+            let digest = weekly_digest(
+                &units,
+                &input.snapshot.people,
+                input.directives,
+                input.calendar,
+                input.policy,
+                audience,
+                input.today,
+            );
+            renderer.render_weekly(&digest, person)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Role, Unit};
+    use chrono::TimeZone;
+
+    fn snapshot() -> Snapshot {
+        let person = |code: &str, role, active| Person {
+            code: code.into(),
+            name: code.into(),
+            title: String::new(),
+            email: format!("{code}@example.gov.vn"),
+            unit: "LD".into(),
+            role,
+            active,
+        };
+        let unit = |code: &str, leader: &str| Unit {
+            code: code.into(),
+            name: code.into(),
+            head: None,
+            leader: Some(leader.into()),
+        };
+        Snapshot::new(
+            vec![unit("NV1", "pct_a"), unit("NV2", "pct_b"), unit("NV3", "pct_a"), unit("LD", "chanh")],
+            vec![
+                person("chanh", Role::Chief, true),
+                person("pct_a", Role::Leader, true),
+                person("pct_b", Role::Leader, false),
+            ],
+            Vec::new(),
+        )
+    }
+
+    fn schedule() -> ReportSchedule {
+        ReportSchedule {
+            weekly: Some(crate::config::parse_cron("k", "0 30 7 * * Mon").unwrap()),
+            monthly_working_days_before_end: Some(3),
+        }
+    }
+
+    fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Tz> {
+        chrono_tz::Asia::Ho_Chi_Minh.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
+    }
+
+    fn keys(now: DateTime<Tz>) -> Vec<String> {
+        plan_reports(&snapshot(), &schedule(), &Calendar::load(None).unwrap(), now).into_iter().map(|n| n.key).collect()
+    }
+
+    #[test]
+    fn the_weekly_digest_is_owed_from_monday_0730_until_the_week_ends() {
+        assert!(keys(at(2022, 9, 5, 7, 29)).is_empty());
+        let monday = keys(at(2022, 9, 5, 7, 30));
+        assert_eq!(monday, vec!["digest:chanh:2022-W36:email", "digest:pct_a:2022-W36:email"]);
+        assert_eq!(keys(at(2022, 9, 11, 23, 59)), monday, "catch-up later in the same week");
+    }
+
+    #[test]
+    fn the_monthly_report_is_owed_from_three_working_days_before_month_end() {
+        // September 2022 ends Friday 30/9: the report is owed from Tuesday 27/9.
+        assert!(!keys(at(2022, 9, 26, 9, 0)).iter().any(|k| k.contains("2022-09:")));
+        let owed = keys(at(2022, 9, 27, 9, 0));
+        assert!(owed.contains(&"digest:chanh:2022-09:email".to_string()), "{owed:?}");
+        assert!(owed.contains(&"digest:pct_a:2022-09:email".to_string()), "{owed:?}");
+        assert!(!keys(at(2022, 10, 3, 9, 0)).iter().any(|k| k.contains("2022-09:")), "never late");
+    }
+
+    #[test]
+    fn a_queued_report_for_a_past_week_or_month_is_no_longer_owed() {
+        let cal = Calendar::load(None).unwrap();
+        let monday = NaiveDate::from_ymd_opt(2022, 9, 12).unwrap();
+        assert!(report_still_owed("2022-W37", monday, &cal, &schedule()).is_ok());
+        assert!(report_still_owed("2022-W36", monday, &cal, &schedule()).is_err());
+        let oct = NaiveDate::from_ymd_opt(2022, 10, 3).unwrap();
+        assert!(report_still_owed("2022-09", oct, &cal, &schedule()).is_err());
+        let late_sept = NaiveDate::from_ymd_opt(2022, 9, 28).unwrap();
+        assert!(report_still_owed("2022-09", late_sept, &cal, &schedule()).is_ok());
+    }
+
+    #[test]
+    fn inactive_leaders_get_no_report_and_chiefs_get_the_agency() {
+        let snap = snapshot();
+        let audiences: Vec<(String, Audience)> =
+            report_audiences(&snap).into_iter().map(|(p, a)| (p.code.clone(), a)).collect();
+        assert_eq!(
+            audiences,
+            vec![("chanh".into(), Audience::Chief), ("pct_a".into(), Audience::Leader("pct_a".into()))]
+        );
+    }
+}
