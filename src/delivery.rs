@@ -20,7 +20,7 @@ use chrono_tz::Tz;
 use futures_util::stream::{self, StreamExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What one delivery pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -283,6 +283,8 @@ impl Deliverer<'_> {
         }
     }
 
+    /// Sends a batch, `delivery.concurrency` at a time, recording each outcome as soon as
+    /// its send returns — so a crash mid-batch leaves at most the sends in flight unrecorded.
     async fn send_all(
         &self,
         batch: Vec<ClaimedMessage>,
@@ -290,46 +292,78 @@ impl Deliverer<'_> {
         stats: &mut DeliveryStats,
     ) -> Result<(), crate::store::StoreError> {
         let concurrency = usize::try_from(self.config.raw.delivery.concurrency).unwrap_or(1);
-        let results: Vec<(ClaimedMessage, Option<Result<(), DeliveryError>>)> = stream::iter(batch)
+        let recorded: Vec<Result<Option<(MessageOutcome, bool)>, crate::store::StoreError>> = stream::iter(batch)
             .map(|m| async move {
                 if self.stopping.load(Ordering::SeqCst) {
-                    return (m, None);
+                    return Ok(None);
                 }
                 let result = self.outlets.email.send(&m.message_id, &m.address, &m.payload).await;
-                (m, Some(result))
+                let outcome = self.outcome(&m, result, now);
+                self.log_outcome(&m, &outcome);
+                let held = self.record_outcome(&m, &outcome, now).await?;
+                if !held {
+                    tracing::warn!(message_id = %m.message_id, "lease lost before the outcome was recorded");
+                }
+                Ok(Some((outcome, held)))
             })
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        for (message, result) in results {
-            let Some(result) = result else { continue };
-            let outcome = self.outcome(&message, result, now);
-            let label = match &outcome {
-                MessageOutcome::Sent => "sent",
-                MessageOutcome::Retry { .. } => "retry",
-                MessageOutcome::Dead { .. } => "dead",
-            };
-            self.metrics.record_message(&message.kind, &message.channel, label);
-            match &outcome {
-                MessageOutcome::Sent => {
-                    stats.sent += 1;
-                    tracing::info!(message_id = %message.message_id, recipient = %message.recipient, "sent");
-                }
-                MessageOutcome::Retry { error, next_attempt_at } => {
-                    stats.retry_later += 1;
-                    tracing::warn!(message_id = %message.message_id, recipient = %message.recipient, error, next_attempt_at, "send failed, will retry");
-                }
-                MessageOutcome::Dead { error } => {
-                    stats.dead += 1;
-                    tracing::error!(message_id = %message.message_id, recipient = %message.recipient, error, "send failed permanently");
-                }
+        for entry in recorded {
+            let Some((outcome, held)) = entry? else { continue };
+            match outcome {
+                MessageOutcome::Sent => stats.sent += 1,
+                MessageOutcome::Retry { .. } => stats.retry_later += 1,
+                MessageOutcome::Dead { .. } => stats.dead += 1,
             }
-            if !self.store.finish_message(&message.id, self.owner, &outcome, now.timestamp()).await? {
+            if !held {
                 stats.lease_lost += 1;
-                tracing::warn!(message_id = %message.message_id, "lease lost before the outcome was recorded");
             }
         }
         Ok(())
+    }
+
+    fn log_outcome(&self, message: &ClaimedMessage, outcome: &MessageOutcome) {
+        let label = match outcome {
+            MessageOutcome::Sent => "sent",
+            MessageOutcome::Retry { .. } => "retry",
+            MessageOutcome::Dead { .. } => "dead",
+        };
+        self.metrics.record_message(&message.kind, &message.channel, label);
+        let (id, to) = (&message.message_id, &message.recipient);
+        match outcome {
+            MessageOutcome::Sent => tracing::info!(message_id = %id, recipient = %to, "sent"),
+            MessageOutcome::Retry { error, next_attempt_at } => {
+                tracing::warn!(message_id = %id, recipient = %to, error, next_attempt_at, "send failed, will retry")
+            }
+            MessageOutcome::Dead { error } => {
+                tracing::error!(message_id = %id, recipient = %to, error, "send failed permanently")
+            }
+        }
+    }
+
+    /// Records a send's outcome. The send has already happened, so a database hiccup here
+    /// (a restart, a failover) is retried for a while rather than left to the lease — an
+    /// expired lease would send the message again.
+    async fn record_outcome(
+        &self,
+        message: &ClaimedMessage,
+        outcome: &MessageOutcome,
+        now: DateTime<Tz>,
+    ) -> Result<bool, crate::store::StoreError> {
+        let mut wait = Duration::from_millis(250);
+        let give_up = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.store.finish_message(&message.id, self.owner, outcome, now.timestamp()).await {
+                Ok(held) => return Ok(held),
+                Err(e) if Instant::now() < give_up => {
+                    tracing::warn!(message_id = %message.message_id, error = %e, "cannot record a send yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn outcome(

@@ -28,7 +28,9 @@ type Scan<'a> = Pin<Box<dyn Future<Output = anyhow::Result<TickReport>> + 'a>>;
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let _lock = lock_sqlite_database(&config)?;
-    let app = App::open(config.clone()).await?;
+    let Some(app) = open_patiently(config.clone()).await? else {
+        return Ok(());
+    };
     let outlets = app.outlets()?;
     let notifier = Notifier::from_env();
     let schedule = &config.raw.schedule;
@@ -133,6 +135,27 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     app.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the store, waiting out a PostgreSQL server that is not there yet (a restart, a failover)
+/// with backoff instead of exiting into a restart loop. `None` when a signal came first.
+async fn open_patiently(config: Arc<Config>) -> anyhow::Result<Option<App>> {
+    let mut wait = Duration::from_secs(1);
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        match App::open(config.clone()).await {
+            Ok(app) => return Ok(Some(app)),
+            // A local SQLite file that cannot be opened will not heal by waiting.
+            Err(e) if config.backend == Backend::Sqlite => return Err(e),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), retry_in_s = wait.as_secs(), "database unavailable"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = &mut signal => return Ok(None),
+        }
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
 }
 
 fn now(config: &Config) -> DateTime<Tz> {

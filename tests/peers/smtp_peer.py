@@ -23,6 +23,8 @@ healthy and faulty recipients at once. KIND in the log is given in brackets:
   fail451rcpt  451 at RCPT TO, every time                      [451-rcpt]
   fail550rcpt  550 at RCPT TO, every time                      [550-rcpt]
   drop         connection closed at RCPT TO, no reply           [drop-rcpt]
+  dropfirst<N> connection closed at RCPT TO for the first N attempts
+               carrying this recipient, then accepted           [drop-rcpt]
   fail451data  451 after DATA, every time                       [451-data]
   fail554data  554 after DATA, every time                       [554-data]
   flaky<N>     451 after DATA for the first N DATA attempts carrying this
@@ -62,6 +64,7 @@ SERVER_NAME = "nhacviec-test-peer"
 log = logging.getLogger("smtp_peer")
 
 FLAKY_RE = re.compile(r"flaky(\d+)")
+DROPFIRST_RE = re.compile(r"dropfirst(\d+)")
 SLOW_RE = re.compile(r"slow(\d+(?:\.\d+)?)")
 
 
@@ -132,6 +135,8 @@ class FaultyHandler:
         # DATA attempts seen per flaky recipient; kept for the server's lifetime
         # so that a client's retries on new connections are counted too.
         self.flaky_attempts = {}
+        # RCPT attempts seen per dropfirst recipient, likewise.
+        self.drop_attempts = {}
 
     async def handle_exception(self, error):
         if isinstance(error, TLSSetupException):
@@ -159,7 +164,16 @@ class FaultyHandler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         lp = local_part(address)
-        if "drop" in lp:
+        first = DROPFIRST_RE.search(lp)
+        if first:
+            # A connection that drops a few times and then recovers: the retry must
+            # get through, under the same Message-ID.
+            seen = self.drop_attempts.get(clean(address), 0) + 1
+            self.drop_attempts[clean(address)] = seen
+            drop_now = seen <= int(first.group(1))
+        else:
+            drop_now = "drop" in lp
+        if drop_now:
             self._fault("drop-rcpt", server, session, envelope, address)
             # abort(), not close(): no TLS close_notify and no flush, as when a
             # server dies or a middlebox cuts the line. aiosmtpd then writes the

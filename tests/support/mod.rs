@@ -379,3 +379,77 @@ pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A throwaway PostgreSQL cluster owned by one test (so the test may stop and restart it):
+/// initdb with trust auth and fsync off, on a port chosen now. Stopped and removed on drop.
+pub struct PgCluster {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bindir: PathBuf,
+}
+
+impl PgCluster {
+    pub fn start() -> PgCluster {
+        let bindir = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).filter(|p| p.join("initdb").exists()).max()
+            })
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql (apt-get install postgresql)");
+        let dir = tempfile::Builder::new().prefix("nhacviec-pg").tempdir().expect("tempdir");
+        let cluster = PgCluster { port: free_port(), dir, bindir };
+        let _ = Command::new("chown").arg("-R").arg("postgres").arg(cluster.dir.path()).status();
+        let data = cluster.dir.path().join("data");
+        let out = cluster
+            .as_postgres(&cluster.bindir.join("initdb"))
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-D"])
+            .arg(&data)
+            .output()
+            .expect("initdb");
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        cluster.pg_ctl("start");
+        cluster
+    }
+
+    fn as_postgres(&self, program: &Path) -> Command {
+        // PostgreSQL refuses to run as root.
+        let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+        if is_root {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(program);
+            cmd
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let data = self.dir.path().join("data");
+        let options =
+            format!("-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off", self.port, self.dir.path().display());
+        let mut cmd = self.as_postgres(&self.bindir.join("pg_ctl"));
+        cmd.arg("-D").arg(&data).arg("-l").arg(self.dir.path().join("log")).args(["-w", "-m", "fast", "-o", &options]);
+        let out = cmd.arg(action).output().expect("pg_ctl");
+        assert!(out.status.success(), "pg_ctl {action}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn restart(&self) {
+        self.pg_ctl("restart");
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = self
+            .as_postgres(&self.bindir.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
