@@ -3,6 +3,9 @@
 //! allows at `now`. The scheduler calls it with the wall clock; `tick --at` with any instant.
 
 use crate::calendar::Calendar;
+use crate::channels::email::resolve_credential;
+use crate::channels::telegram::TelegramChannel;
+use crate::channels::webhook::WebhookChannel;
 use crate::channels::EmailChannel;
 use crate::config::{redact_url, Config};
 use crate::delivery::{Deliverer, DeliveryStats};
@@ -20,6 +23,7 @@ use chrono_tz::Tz;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What one tick did, for logs, `tick`'s summary and the daemon's status line.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -36,6 +40,8 @@ pub struct Outlets {
     pub renderer: Renderer,
     pub digests: DigestRenderer,
     pub email: EmailChannel,
+    pub telegram: Option<TelegramChannel>,
+    pub webhook: Option<WebhookChannel>,
 }
 
 pub struct App {
@@ -80,11 +86,16 @@ impl App {
             due_until: calendar.add_working_days(today, policy.horizon_working_days()),
             closed_since: today.checked_sub_days(Days::new(u64::from(policy.closed_lookback_days))).unwrap_or(today),
         };
-        Ok(Snapshot::new(
-            self.store.units().await?,
-            self.store.people().await?,
-            self.store.planning_directives(window).await?,
-        ))
+        let enabled = self.config.enabled_channels();
+        let mut people = self.store.people().await?;
+        for person in &mut people {
+            // A channel switched off in config is not planned for (email is the default).
+            person.reach.channels.retain(|c| enabled.contains(c));
+        }
+        let mut snapshot =
+            Snapshot::new(self.store.units().await?, people, self.store.planning_directives(window).await?);
+        snapshot.bounces = self.store.bounces().await?;
+        Ok(snapshot)
     }
 
     /// Every notice owed at `now` (recorded or not): reminders, then digests and reports.
@@ -158,8 +169,44 @@ impl App {
             digests: DigestRenderer::new(dir, &self.config.raw.agency.name)
                 .context("cannot load the digest templates")?,
             email: EmailChannel::from_config(&self.config).context("cannot set up email delivery")?,
+            telegram: self.telegram_channel()?,
+            webhook: self.webhook_channel()?,
         })
     }
+
+    fn telegram_channel(&self) -> anyhow::Result<Option<TelegramChannel>> {
+        let t = &self.config.raw.telegram;
+        if !t.enabled {
+            return Ok(None);
+        }
+        let token = read_secret("telegram.token_file", &t.token_file)?;
+        let channel = TelegramChannel::new(&t.api_url, &token, Duration::from_secs(t.timeout_seconds))
+            .map_err(anyhow::Error::msg)?;
+        Ok(Some(channel))
+    }
+
+    fn webhook_channel(&self) -> anyhow::Result<Option<WebhookChannel>> {
+        let w = &self.config.raw.webhook;
+        if !w.enabled {
+            return Ok(None);
+        }
+        let secret = read_secret("webhook.secret_file", &w.secret_file)?;
+        let channel =
+            WebhookChannel::new(&w.url, secret.as_bytes(), Duration::from_secs(w.timeout_seconds)).map_err(anyhow::Error::msg)?;
+        Ok(Some(channel))
+    }
+}
+
+/// A secret from its file (a bare name is looked up in systemd's credentials directory),
+/// without the trailing newline editors add.
+fn read_secret(key: &str, name: &str) -> anyhow::Result<String> {
+    let path = resolve_credential(name);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{key} {}: cannot read", path.display()))?;
+    let secret = text.trim_end_matches(['\r', '\n']).to_string();
+    if secret.is_empty() {
+        anyhow::bail!("{key} {}: the file is empty", path.display());
+    }
+    Ok(secret)
 }
 
 fn hostname() -> String {

@@ -88,6 +88,8 @@ pub enum Command {
         #[arg(long, value_name = "ADDRESS")]
         to: String,
     },
+    /// Benchmark planning, enqueue, rendering, delivery and memory on a synthetic agency.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Runs the parsed command; errors carry the one-line reason main prints.
@@ -106,6 +108,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Run => crate::scheduler::run(config).await,
         Command::Status { json } => status(config, json).await,
         Command::SendTest { to } => send_test(config, &to).await,
+        Command::Bench(args) => crate::bench::run(config, args).await,
         Command::Digest { leader, at, html } => preview(config, &leader, at.as_deref(), html, false).await,
         Command::Report { leader, at, html } => preview(config, &leader, at.as_deref(), html, true).await,
     }
@@ -220,7 +223,9 @@ fn kind_label(n: &Notice) -> &'static str {
         (NoticeKind::ClosedIncomplete, _) => "kết thúc chưa hoàn thành",
         (NoticeKind::Unassigned, Ladder::MissingDueDate) => "chưa có hạn xử lý",
         (NoticeKind::Unassigned, _) => "chưa phân công",
+        (NoticeKind::Digest, Ladder::Report) => "báo cáo giao ban tháng",
         (NoticeKind::Digest, _) => "báo cáo tuần",
+        (NoticeKind::Bounce, _) => "thư bị trả lại",
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Settings {
     pub send_window: SendWindow,
     pub delivery: Delivery,
     pub mail: Mail,
+    pub telegram: Telegram,
+    pub webhook: Webhook,
     pub http: Http,
     pub log: Log,
 }
@@ -121,6 +123,24 @@ pub struct Smtp {
     pub password_file: String,
     pub ca_file: String,
     pub pool_size: u32,
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telegram {
+    pub enabled: bool,
+    pub api_url: String,
+    pub token_file: String,
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub enabled: bool,
+    pub url: String,
+    pub secret_file: String,
     pub timeout_seconds: u64,
 }
 
@@ -296,6 +316,24 @@ impl Config {
                 return Err(key_error("mail.smtp.password_file", "is required when mail.smtp.username is set"));
             }
         }
+        if raw.telegram.enabled {
+            check_http_url("telegram.api_url", &raw.telegram.api_url)?;
+            if raw.telegram.token_file.trim().is_empty() {
+                return Err(key_error("telegram.token_file", "is required when telegram.enabled (the bot token's file)"));
+            }
+            if raw.telegram.timeout_seconds == 0 {
+                return Err(key_error("telegram.timeout_seconds", "must be at least 1"));
+            }
+        }
+        if raw.webhook.enabled {
+            check_http_url("webhook.url", &raw.webhook.url)?;
+            if raw.webhook.secret_file.trim().is_empty() {
+                return Err(key_error("webhook.secret_file", "is required when webhook.enabled (the HMAC key's file)"));
+            }
+            if raw.webhook.timeout_seconds == 0 {
+                return Err(key_error("webhook.timeout_seconds", "must be at least 1"));
+            }
+        }
         let http_listen = match raw.http.listen.trim() {
             "" => None,
             addr => Some(addr.parse().map_err(|_| {
@@ -333,6 +371,31 @@ impl Config {
     pub fn calendar_dir(&self) -> Option<&Path> {
         let dir = self.raw.calendar.dir.trim();
         (!dir.is_empty()).then(|| Path::new(dir))
+    }
+}
+
+fn check_http_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && url.split("://").nth(1).is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(key_error(key, format!("{url:?} is not an http(s):// URL")))
+    }
+}
+
+impl Config {
+    /// Which channels are switched on (email always is).
+    pub fn enabled_channels(&self) -> Vec<crate::domain::Channel> {
+        use crate::domain::Channel;
+        let mut channels = vec![Channel::Email];
+        if self.raw.telegram.enabled {
+            channels.push(Channel::Telegram);
+        }
+        if self.raw.webhook.enabled {
+            channels.push(Channel::Webhook);
+        }
+        channels
     }
 }
 
@@ -424,7 +487,7 @@ mod tests {
         assert_eq!(config.raw.mail.smtp.port, 2525);
         assert_eq!(config.tls, TlsMode::StartTls);
         assert_eq!(config.backend, Backend::Postgres);
-        assert!(!config.to_redacted_toml().contains("secret"));
+        assert!(!config.to_redacted_toml().contains("u:secret@"));
     }
 
     #[test]

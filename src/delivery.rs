@@ -8,16 +8,17 @@ use crate::calendar::Calendar;
 use crate::channels::email::{compose, Draft};
 use crate::channels::DeliveryError;
 use crate::config::Config;
-use crate::domain::{Directive, Notice, Person, Status};
+use crate::domain::{Bounce, Channel, Directive, Notice, NoticeKind, Person, Status};
 use crate::metrics::Metrics;
 use crate::outbox::retry_delay;
-use crate::planner::{plan_directive, Snapshot};
+use crate::planner::{plan_bounces, plan_directive, Snapshot};
 use crate::render::{RenderError, Rendered};
 use crate::reports::{audience_of, render_report, report_still_owed, report_window, ReportInput};
 use crate::store::{ClaimedMessage, MessageOutcome, NewMessage, QueuedNotice, Store};
 use chrono::DateTime;
 use chrono_tz::Tz;
 use futures_util::stream::{self, StreamExt};
+use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -102,8 +103,8 @@ impl Deliverer<'_> {
         if claim.notices.is_empty() {
             return Ok(Vec::new());
         }
-        let (reminders, reports): (Vec<&QueuedNotice>, Vec<&QueuedNotice>) =
-            claim.notices.iter().partition(|n| n.directive.is_some());
+        let (reports, reminders): (Vec<&QueuedNotice>, Vec<&QueuedNotice>) =
+            claim.notices.iter().partition(|n| n.kind == NoticeKind::Digest.as_str());
         let mut superseded = Vec::new();
         let mut messages = Vec::new();
         if !reminders.is_empty() {
@@ -159,10 +160,15 @@ impl Deliverer<'_> {
             plan_directive(snapshot, &self.config.raw.policy, calendar, today, directive, &mut out);
             owed.insert(code.as_str(), out);
         }
+        let bounces: HashSet<String> = plan_bounces(snapshot).iter().map(|n| base_key(&n.key).to_string()).collect();
         let mut groups: BTreeMap<(String, String, usize), Vec<&QueuedNotice>> = BTreeMap::new();
         for (i, notice) in notices.iter().enumerate() {
-            let code = notice.directive.as_deref().unwrap_or_default();
-            if let Err(reason) = still_owed(notice, directives.get(code), owed.get(code)) {
+            let verdict = match notice.directive.as_deref() {
+                Some(code) => still_owed(notice, directives.get(code), owed.get(code)),
+                None if bounces.contains(base_key(&notice.key)) => Ok(()),
+                None => Err("the address was corrected or the person left".into()),
+            };
+            if let Err(reason) = verdict {
                 superseded.push((notice.key.clone(), reason));
                 continue;
             }
@@ -170,21 +176,31 @@ impl Deliverer<'_> {
                 superseded.push((notice.key.clone(), "recipient no longer active".into()));
                 continue;
             }
-            let slot = if self.config.raw.delivery.group { 0 } else { i };
+            // Webhook receivers get one request per notice, idempotent by its key.
+            let alone = !self.config.raw.delivery.group || notice.channel == Channel::Webhook.as_str();
+            let slot = if alone { i } else { 0 };
             groups.entry((notice.recipient.clone(), notice.channel.clone(), slot)).or_default().push(notice);
         }
+        let agency = &self.config.raw.agency.name;
+        let renderer = &self.outlets.renderer;
         for ((recipient, channel, _), group) in groups {
             let Some(person) = snapshot.people.get(&recipient) else { continue };
-            let rendered = self.outlets.renderer.reminder(
-                &self.config.raw.agency.name,
-                today,
-                person,
-                &group,
-                &directives,
-                snapshot,
-            );
             let keys: Vec<String> = group.iter().map(|n| n.key.clone()).collect();
-            self.record(rendered, "reminder", person, &channel, keys, now, messages, superseded);
+            let body = match channel.parse::<Channel>() {
+                Ok(Channel::Email) => {
+                    renderer.reminder(agency, today, person, &group, &directives, snapshot).map(Body::Email)
+                }
+                Ok(Channel::Telegram) => renderer.chat(agency, today, person, &group, &directives, snapshot).map(|text| {
+                    let chat_id = person.address_on(Channel::Telegram).unwrap_or_default();
+                    Body::Chat(json!({ "chat_id": chat_id, "text": text }).to_string())
+                }),
+                Ok(Channel::Webhook) => Ok(Body::Chat(webhook_payload(group[0], person, directives.get(group[0].directive.as_deref().unwrap_or_default())))),
+                Err(e) => {
+                    superseded.extend(keys.into_iter().map(|k| (k, e.clone())));
+                    continue;
+                }
+            };
+            self.record(body, "reminder", person, &channel, keys, now, messages, superseded);
         }
         Ok(())
     }
@@ -217,7 +233,7 @@ impl Deliverer<'_> {
                     continue;
                 }
             };
-            let rendered = render_report(&self.outlets.digests, &input, person, &audience, &notice.stage);
+            let rendered = render_report(&self.outlets.digests, &input, person, &audience, &notice.stage).map(Body::Email);
             let kind = if notice.ladder == "report" { "report" } else { "digest" };
             self.record(rendered, kind, person, &notice.channel, vec![notice.key.clone()], now, messages, superseded);
         }
@@ -229,7 +245,7 @@ impl Deliverer<'_> {
     #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
-        rendered: Result<Rendered, RenderError>,
+        body: Result<Body, RenderError>,
         kind: &str,
         person: &Person,
         channel: &str,
@@ -238,8 +254,8 @@ impl Deliverer<'_> {
         messages: &mut Vec<NewMessage>,
         superseded: &mut Vec<(String, String)>,
     ) {
-        let rendered = match rendered {
-            Ok(r) => r,
+        let body = match body {
+            Ok(b) => b,
             Err(e) => {
                 tracing::error!(recipient = %person.code, error = %e, "cannot render a message");
                 superseded.extend(keys.into_iter().map(|k| (k, format!("cannot be rendered: {e}"))));
@@ -248,25 +264,30 @@ impl Deliverer<'_> {
         };
         let id = uuid::Uuid::new_v4().to_string();
         let message_id = format!("<{id}@{}>", self.message_id_domain());
-        let raw = compose(Draft {
-            from: self.outlets.email.from_mailbox(),
-            to_name: &person.name,
-            to_address: &person.email,
-            subject: &rendered.subject,
-            text: rendered.text,
-            html: rendered.html,
-            message_id: &message_id,
-            date: now.to_utc(),
-        });
-        match raw {
-            Ok(payload) => messages.push(NewMessage {
+        let address = channel.parse().ok().and_then(|c| person.address_on(c)).unwrap_or_default();
+        let composed = match body {
+            Body::Email(rendered) => compose(Draft {
+                from: self.outlets.email.from_mailbox(),
+                to_name: &person.name,
+                to_address: &person.email,
+                subject: &rendered.subject,
+                text: rendered.text,
+                html: rendered.html,
+                message_id: &message_id,
+                date: now.to_utc(),
+            })
+            .map(|raw| (rendered.subject, raw)),
+            Body::Chat(payload) => Ok((payload.lines().next().unwrap_or_default().chars().take(200).collect(), payload)),
+        };
+        match composed {
+            Ok((subject, payload)) => messages.push(NewMessage {
                 id,
                 message_id,
                 kind: kind.to_string(),
                 recipient: person.code.clone(),
-                address: person.email.clone(),
+                address,
                 channel: channel.to_string(),
-                subject: rendered.subject,
+                subject,
                 payload,
                 notice_keys: keys,
             }),
@@ -297,10 +318,13 @@ impl Deliverer<'_> {
                 if self.stopping.load(Ordering::SeqCst) {
                     return Ok(None);
                 }
-                let result = self.outlets.email.send(&m.message_id, &m.address, &m.payload).await;
+                let result = self.send_one(&m).await;
                 let outcome = self.outcome(&m, result, now);
                 self.log_outcome(&m, &outcome);
                 let held = self.record_outcome(&m, &outcome, now).await?;
+                if let (MessageOutcome::Dead { error }, true) = (&outcome, held) {
+                    self.fall_back(&m, error, now).await?;
+                }
                 if !held {
                     tracing::warn!(message_id = %m.message_id, "lease lost before the outcome was recorded");
                 }
@@ -319,6 +343,57 @@ impl Deliverer<'_> {
             if !held {
                 stats.lease_lost += 1;
             }
+        }
+        Ok(())
+    }
+
+    /// Hands one stored message to its channel.
+    async fn send_one(&self, m: &ClaimedMessage) -> Result<(), DeliveryError> {
+        let off = |c: &str| DeliveryError::Permanent(format!("the {c} channel is switched off in configuration"));
+        match m.channel.parse::<Channel>() {
+            Ok(Channel::Email) => self.outlets.email.send(&m.message_id, &m.address, &m.payload).await,
+            Ok(Channel::Telegram) => match &self.outlets.telegram {
+                Some(t) => t.send(&m.payload).await,
+                None => Err(off("telegram")),
+            },
+            Ok(Channel::Webhook) => match &self.outlets.webhook {
+                Some(w) => {
+                    let key = serde_json::from_str::<serde_json::Value>(&m.payload)
+                        .ok()
+                        .and_then(|v| v["key"].as_str().map(String::from))
+                        .unwrap_or_else(|| m.message_id.clone());
+                    w.send(&key, &m.payload).await
+                }
+                None => Err(off("webhook")),
+            },
+            Err(e) => Err(DeliveryError::Permanent(e)),
+        }
+    }
+
+    /// When an email is rejected for good: remember the bounce (the unit head is told, the
+    /// block leader sees it in the digest), and send the same notices to the person's chat
+    /// channel if they have one they do not already receive on.
+    async fn fall_back(&self, m: &ClaimedMessage, reason: &str, now: DateTime<Tz>) -> Result<(), crate::store::StoreError> {
+        if m.channel != Channel::Email.as_str() || m.kind != "reminder" {
+            return Ok(());
+        }
+        let bounce = Bounce { person: m.recipient.clone(), address: m.address.clone(), channel: Channel::Email, reason: reason.to_string() };
+        self.store.record_bounce(&bounce, now.timestamp()).await?;
+        let Some(person) = self.store.people().await?.into_iter().find(|p| p.code == m.recipient) else {
+            return Ok(());
+        };
+        let enabled = self.config.enabled_channels();
+        let already: Vec<Channel> = person.routes().into_iter().map(|(c, _)| c).collect();
+        let chat = [Channel::Telegram, Channel::Webhook].into_iter().find(|c| {
+            enabled.contains(c)
+                && !already.contains(c)
+                && (*c != Channel::Telegram || person.reach.telegram_chat_id.is_some())
+                && (*c != Channel::Webhook || person.reach.webhook_id.is_some())
+        });
+        if let Some(channel) = chat {
+            let address = person.address_on(channel).unwrap_or_default();
+            let copied = self.store.copy_notices_to_channel(&m.id, channel.as_str(), &address, now.timestamp()).await?;
+            tracing::info!(recipient = %m.recipient, %channel, copied, "email bounced: notices sent on the chat channel instead");
         }
         Ok(())
     }
@@ -388,8 +463,44 @@ impl Deliverer<'_> {
                     error,
                 }
             }
+            // A server that asks us to wait (HTTP 429) is obeyed to the second.
+            Err(DeliveryError::Throttled { retry_after_seconds, reason }) => MessageOutcome::Retry {
+                next_attempt_at: now.timestamp() + i64::try_from(retry_after_seconds).unwrap_or(i64::MAX / 2),
+                error: reason,
+            },
         }
     }
+}
+
+/// A notice key without its last part, the channel.
+fn base_key(key: &str) -> &str {
+    key.rsplit_once(':').map_or(key, |(base, _)| base)
+}
+
+/// What a message carries before it is stored: an email to compose, or a chat payload.
+enum Body {
+    Email(Rendered),
+    Chat(String),
+}
+
+/// The JSON a webhook receiver gets for one notice (documented in the README).
+fn webhook_payload(notice: &QueuedNotice, person: &Person, directive: Option<&Directive>) -> String {
+    let shown = directive.filter(|d| !d.confidential);
+    json!({
+        "key": notice.key,
+        "kind": notice.kind,
+        "directive": notice.directive,
+        "title": shown.map(|d| d.title.clone()),
+        "unit": directive.map(|d| d.unit.clone()),
+        "confidential": directive.is_some_and(|d| d.confidential),
+        "recipient": person.code,
+        "recipient_name": person.name,
+        "webhook_id": person.address_on(Channel::Webhook),
+        "stage": notice.stage,
+        "due_on": notice.effective_due,
+        "days_overdue": notice.days_overdue,
+    })
+    .to_string()
 }
 
 /// A queued notice is still owed when re-planning its directive now yields its very key;
@@ -398,7 +509,9 @@ fn still_owed(notice: &QueuedNotice, directive: Option<&Directive>, owed: Option
     let Some(directive) = directive else {
         return Err("directive no longer exists".into());
     };
-    if owed.is_some_and(|o| o.iter().any(|n| n.key == notice.key)) {
+    // Compared without the channel: a copy sent on chat after an email bounce is owed as
+    // long as the email notice would be.
+    if owed.is_some_and(|o| o.iter().any(|n| base_key(&n.key) == base_key(&notice.key))) {
         return Ok(());
     }
     Err(match directive.status {

@@ -462,6 +462,7 @@ pub(crate) mod tests {
             unit: unit.into(),
             role,
             active,
+            reach: Default::default(),
         }
     }
 

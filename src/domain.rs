@@ -83,12 +83,13 @@ vocabulary!(
         ClosedIncomplete => "closed_incomplete",
         Unassigned => "unassigned",
         Digest => "digest",
+        Bounce => "bounce",
     }
 );
 
 vocabulary!(
     /// How a notice reaches its recipient.
-    Channel { Email => "email" }
+    Channel { Email => "email", Telegram => "telegram", Webhook => "webhook" }
 );
 
 vocabulary!(
@@ -122,6 +123,38 @@ pub struct Person {
     pub unit: String,
     pub role: Role,
     pub active: bool,
+    #[serde(default)]
+    pub reach: Reach,
+}
+
+/// How a person is reached: on which channels (none listed means email only), and the
+/// routing each chat channel needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Reach {
+    pub channels: Vec<Channel>,
+    /// Telegram chat id the bot writes to.
+    pub telegram_chat_id: Option<String>,
+    /// The id the agency's webhook receiver routes by (Zalo user, phone …); default the
+    /// person's code.
+    pub webhook_id: Option<String>,
+}
+
+impl Person {
+    /// The channels this person receives on, each with its address; email alone by default.
+    /// A chat channel without its routing is skipped.
+    pub fn routes(&self) -> Vec<(Channel, String)> {
+        let wanted: &[Channel] = if self.reach.channels.is_empty() { &[Channel::Email] } else { &self.reach.channels };
+        wanted.iter().filter_map(|c| Some((*c, self.address_on(*c)?))).collect()
+    }
+
+    /// Where this person is reached on `channel`, if they can be.
+    pub fn address_on(&self, channel: Channel) -> Option<String> {
+        match channel {
+            Channel::Email => (!self.email.is_empty()).then(|| self.email.clone()),
+            Channel::Telegram => self.reach.telegram_chat_id.clone(),
+            Channel::Webhook => Some(self.reach.webhook_id.clone().unwrap_or_else(|| self.code.clone())),
+        }
+    }
 }
 
 /// An assigned piece of work with a deadline (nhiệm vụ).
@@ -141,6 +174,15 @@ pub struct Directive {
     pub closed_on: Option<NaiveDate>,
     pub result: Option<String>,
     pub confidential: bool,
+}
+
+/// An address that rejected a message permanently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bounce {
+    pub person: String,
+    pub address: String,
+    pub channel: Channel,
+    pub reason: String,
 }
 
 /// One special day in the working-day calendar.
@@ -183,6 +225,8 @@ pub enum Ladder {
     Digest,
     /// The monthly briefing report (báo cáo giao ban tháng).
     Report,
+    /// A unit head told that one of their people's addresses rejects mail.
+    Bounce,
 }
 
 impl Ladder {
@@ -197,6 +241,7 @@ impl Ladder {
             Ladder::MissingDueDate => "missing_due_date",
             Ladder::Digest => "digest",
             Ladder::Report => "report",
+            Ladder::Bounce => "bounce",
         }
     }
 }
@@ -214,6 +259,7 @@ impl FromStr for Ladder {
             Ladder::MissingDueDate,
             Ladder::Digest,
             Ladder::Report,
+            Ladder::Bounce,
         ]
         .into_iter()
         .find(|l| l.as_str() == s)

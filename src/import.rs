@@ -3,7 +3,7 @@
 //! or CSV line) and its field, so an administrator can fix a whole file in one pass.
 
 use crate::calendar::Calendar;
-use crate::domain::{CalendarDay, CalendarDayKind, Directive, DirectiveKind, Person, Role, Status, Unit};
+use crate::domain::{CalendarDay, CalendarDayKind, Channel, Directive, DirectiveKind, Person, Reach, Role, Status, Unit};
 use chrono::NaiveDate;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -136,6 +136,29 @@ impl Record<'_> {
         }
     }
 
+    /// A list of channels: a JSON list of names, or one text of comma-separated names.
+    fn channels(&mut self, field: &str) -> Vec<Channel> {
+        let names: Vec<String> = match self.fields.get(field) {
+            None | Some(Value::Null) => return Vec::new(),
+            Some(Value::Array(items)) => items.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect(),
+            Some(Value::String(s)) => s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect(),
+            Some(other) => {
+                let kind = json_kind(other);
+                self.issue(Some(field), format!("expected a list of channels, found {kind}"));
+                return Vec::new();
+            }
+        };
+        let mut channels = Vec::new();
+        for name in names {
+            match name.parse::<Channel>() {
+                Ok(c) if !channels.contains(&c) => channels.push(c),
+                Ok(_) => {}
+                Err(e) => self.issue(Some(field), e),
+            }
+        }
+        channels
+    }
+
     fn date(&mut self, field: &str) -> Option<NaiveDate> {
         let text = self.opt_text(field)?;
         match NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
@@ -182,7 +205,8 @@ fn json_kind(v: &Value) -> &'static str {
 }
 
 const UNIT_FIELDS: &[&str] = &["code", "name", "head", "leader"];
-const PERSON_FIELDS: &[&str] = &["code", "name", "title", "email", "unit", "role", "active"];
+const PERSON_FIELDS: &[&str] =
+    &["code", "name", "title", "email", "unit", "role", "active", "channels", "telegram_chat_id", "webhook_id"];
 const DIRECTIVE_FIELDS: &[&str] = &[
     "code",
     "kind",
@@ -396,7 +420,15 @@ fn read_record(section: &str, mut r: Record<'_>, parsed: &mut Parsed, seen: &mut
                 unit: r.text("unit").unwrap_or_default(),
                 role: r.vocab::<Role>("role", Some(Role::Officer)).unwrap_or(Role::Officer),
                 active: r.boolean("active", true),
+                reach: Reach {
+                    channels: r.channels("channels"),
+                    telegram_chat_id: r.opt_text("telegram_chat_id"),
+                    webhook_id: r.opt_text("webhook_id"),
+                },
             };
+            if person.reach.channels.contains(&Channel::Telegram) && person.reach.telegram_chat_id.is_none() {
+                r.issue(Some("telegram_chat_id"), "is required when channels include telegram");
+            }
             parsed.unit_refs.push((r.file.into(), r.location.clone(), "unit", person.unit.clone()));
             if r.issues.len() == before {
                 parsed.batch.people.push(person);

@@ -5,6 +5,7 @@
 //! reads the clock; everything else takes `now`.
 
 pub mod app;
+pub mod bench;
 pub mod calendar;
 pub mod channels;
 pub mod cli;

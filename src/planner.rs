@@ -4,7 +4,9 @@
 //! has crossed, and emits only the latest stage of each ladder (catch-up never bursts).
 
 use crate::calendar::Calendar;
-use crate::domain::{notice_key, Channel, Directive, Ladder, Notice, NoticeKind, Person, Role, Stage, Status, Unit};
+use crate::domain::{
+    notice_key, Bounce, Channel, Directive, Ladder, Notice, NoticeKind, Person, Role, Stage, Status, Unit,
+};
 use crate::policy::Policy;
 use chrono::{DateTime, Days, NaiveDate};
 use chrono_tz::Tz;
@@ -17,6 +19,8 @@ pub struct Snapshot {
     pub units: HashMap<String, Unit>,
     pub people: HashMap<String, Person>,
     pub directives: Vec<Directive>,
+    /// Addresses that rejected mail permanently.
+    pub bounces: Vec<Bounce>,
 }
 
 impl Snapshot {
@@ -25,6 +29,7 @@ impl Snapshot {
             units: units.into_iter().map(|u| (u.code.clone(), u)).collect(),
             people: people.into_iter().map(|p| (p.code.clone(), p)).collect(),
             directives,
+            bounces: Vec::new(),
         }
     }
 
@@ -78,14 +83,77 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, calendar: &Calendar, now: Date
     for directive in &snapshot.directives {
         plan_directive(snapshot, policy, calendar, today, directive, &mut notices);
     }
+    notices.extend(plan_bounces(snapshot));
     let mut seen = HashSet::new();
     notices.retain(|n| seen.insert(n.key.clone()));
     notices
 }
 
+/// For each address that bounced and is still the person's current address, their unit
+/// head is told once (keyed per person and address): the address must be corrected.
+pub fn plan_bounces(snapshot: &Snapshot) -> Vec<Notice> {
+    let mut out = Vec::new();
+    for bounce in &snapshot.bounces {
+        let Some(person) = snapshot.people.get(&bounce.person).filter(|p| p.active) else { continue };
+        if person.address_on(bounce.channel).as_deref() != Some(bounce.address.as_str()) {
+            continue;
+        }
+        let Some(head) = snapshot.unit_head(&person.unit).filter(|h| h.code != person.code) else { continue };
+        let kind = NoticeKind::Bounce;
+        let notice = Notice {
+            kind,
+            key: notice_key(kind, &[&person.code, &head.code, &bounce.address], Channel::Email),
+            directive: None,
+            recipient: head.code.clone(),
+            address: head.email.clone(),
+            channel: Channel::Email,
+            stage: person.code.clone(),
+            ladder: Ladder::Bounce,
+            effective_due: None,
+            days_overdue: 0,
+        };
+        on_each_channel(snapshot, notice, &mut out);
+    }
+    out
+}
+
 /// The notices one directive owes on `today` (used by the planner, and by delivery to
 /// re-check that a queued notice is still owed).
 pub fn plan_directive(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    calendar: &Calendar,
+    today: NaiveDate,
+    directive: &Directive,
+    out: &mut Vec<Notice>,
+) {
+    let start = out.len();
+    plan_email(snapshot, policy, calendar, today, directive, out);
+    let planned: Vec<Notice> = out.drain(start..).collect();
+    for notice in planned {
+        on_each_channel(snapshot, notice, out);
+    }
+}
+
+/// Copies a notice (planned for email) onto every channel its recipient receives on; each
+/// copy has its own key, so one failing channel never blocks or duplicates another.
+fn on_each_channel(snapshot: &Snapshot, notice: Notice, out: &mut Vec<Notice>) {
+    let Some(person) = snapshot.people.get(&notice.recipient) else {
+        out.push(notice);
+        return;
+    };
+    let base = notice.key.strip_suffix(":email").unwrap_or(&notice.key).to_string();
+    for (channel, address) in person.routes() {
+        out.push(Notice {
+            key: format!("{base}:{channel}"),
+            channel,
+            address,
+            ..notice.clone()
+        });
+    }
+}
+
+fn plan_email(
     snapshot: &Snapshot,
     policy: &Policy,
     calendar: &Calendar,

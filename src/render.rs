@@ -16,6 +16,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("reminder.subject.j2", include_str!("../config/templates/reminder.subject.j2")),
     ("reminder.txt.j2", include_str!("../config/templates/reminder.txt.j2")),
     ("reminder.html.j2", include_str!("../config/templates/reminder.html.j2")),
+    ("reminder.chat.j2", include_str!("../config/templates/reminder.chat.j2")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +80,9 @@ impl Renderer {
             summary: String::new(),
             subject: String::new(),
             items: build_items(notices, directives, snapshot),
+            bounces: bounce_lines(notices, snapshot),
         };
-        view.summary = summary(&view.items);
+        view.summary = summary(&view.items, view.bounces.len());
         let subject = self.render("reminder.subject.j2", &view)?;
         view.subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
         Ok(Rendered {
@@ -88,6 +90,32 @@ impl Renderer {
             html: self.render("reminder.html.j2", &view)?,
             subject: view.subject,
         })
+    }
+
+    /// The short chat version of the same reminder (Telegram and the like): a summary line
+    /// and one line per directive — a confidential directive by code, due date and stage
+    /// only, never its title.
+    pub fn chat(
+        &self,
+        agency: &str,
+        today: NaiveDate,
+        recipient: &Person,
+        notices: &[&QueuedNotice],
+        directives: &HashMap<String, Directive>,
+        snapshot: &Snapshot,
+    ) -> Result<String, RenderError> {
+        let items = build_items(notices, directives, snapshot);
+        let bounces = bounce_lines(notices, snapshot);
+        let view = ReminderView {
+            agency: agency.to_string(),
+            date: vn_date(today),
+            recipient: RecipientView { name: recipient.name.clone(), title: recipient.title.clone() },
+            summary: summary(&items, bounces.len()),
+            subject: String::new(),
+            items,
+            bounces,
+        };
+        Ok(self.render("reminder.chat.j2", &view)?.trim().to_string())
     }
 }
 
@@ -99,6 +127,8 @@ struct ReminderView {
     summary: String,
     subject: String,
     items: Vec<ItemView>,
+    /// "Đồng chí X: thư gửi tới x@… bị trả lại (lý do)" — for a unit head.
+    bounces: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -120,6 +150,10 @@ struct ItemView {
     headline: String,
     /// Closed without completion: the subject names the alarm rather than the due date.
     alarm: bool,
+    /// Marked mật: chat messages show only its code, due date and stage.
+    confidential: bool,
+    /// Every stage this item is at (T-3, T+5 …), for the chat line.
+    stages: Vec<String>,
     colour: &'static str,
     days_overdue: i64,
     #[serde(skip)]
@@ -208,6 +242,13 @@ fn build_items(
                 headline: headline(category, days_overdue, notices.first().map(|n| n.stage.as_str())),
                 reasons: reasons.into_iter().map(|(_, r)| r).collect(),
                 alarm: category == Category::ClosedIncomplete,
+                confidential: directive.confidential,
+                stages: {
+                    let mut stages: Vec<String> = notices.iter().map(|n| n.stage.clone()).collect();
+                    stages.sort();
+                    stages.dedup();
+                    stages
+                },
                 colour: category.colour(),
                 days_overdue,
                 category,
@@ -263,12 +304,35 @@ fn reason(n: &QueuedNotice, directive: &Directive) -> String {
     }
 }
 
-fn summary(items: &[ItemView]) -> String {
+fn summary(items: &[ItemView], bounces: usize) -> String {
     let mut counts: BTreeMap<Category, usize> = BTreeMap::new();
     for item in items {
         *counts.entry(item.category).or_default() += 1;
     }
-    counts.into_iter().map(|(c, n)| format!("{n} nhiệm vụ {}", c.counted())).collect::<Vec<_>>().join(", ")
+    let mut parts: Vec<String> = counts.into_iter().map(|(c, n)| format!("{n} nhiệm vụ {}", c.counted())).collect();
+    if bounces > 0 {
+        parts.push(format!("{bounces} địa chỉ nhận thông báo bị trả lại"));
+    }
+    parts.join(", ")
+}
+
+/// One sentence per bounce notice: whose address, which one, and the server's answer.
+fn bounce_lines(notices: &[&QueuedNotice], snapshot: &Snapshot) -> Vec<String> {
+    notices
+        .iter()
+        .filter(|n| n.kind == NoticeKind::Bounce.as_str())
+        .filter_map(|n| {
+            let person = snapshot.people.get(&n.stage)?;
+            let bounce = snapshot.bounces.iter().find(|b| b.person == person.code)?;
+            Some(format!(
+                "Đồng chí {} ({}): thông báo gửi tới {} bị máy chủ từ chối ({}). Đề nghị cập nhật địa chỉ trên hệ thống.",
+                person.name,
+                person.code,
+                bounce.address,
+                bounce.reason.chars().take(160).collect::<String>()
+            ))
+        })
+        .collect()
 }
 
 /// dd/mm/yyyy, as Vietnamese official documents write dates.

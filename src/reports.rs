@@ -197,6 +197,7 @@ mod tests {
             unit: "LD".into(),
             role,
             active,
+            reach: Default::default(),
         };
         let unit = |code: &str, leader: &str| Unit {
             code: code.into(),

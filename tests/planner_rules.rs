@@ -24,6 +24,7 @@ fn person(code: &str, unit: &str, role: Role) -> Person {
         unit: unit.into(),
         role,
         active: true,
+        reach: Default::default(),
     }
 }
 

@@ -3,6 +3,9 @@
 //! (dead: retrying cannot help); it never decides what to send.
 
 pub mod email;
+mod http_status;
+pub mod telegram;
+pub mod webhook;
 
 pub use email::EmailChannel;
 
@@ -12,6 +15,9 @@ pub enum DeliveryError {
     /// 4xx replies, timeouts, refused or dropped connections: retry with backoff.
     #[error("temporary failure: {0}")]
     Transient(String),
+    /// The server asked us to slow down (HTTP 429): retry after exactly this long.
+    #[error("throttled for {retry_after_seconds}s: {reason}")]
+    Throttled { retry_after_seconds: u64, reason: String },
     /// 5xx replies and malformed addresses: retrying will not help.
     #[error("permanent failure: {0}")]
     Permanent(String),

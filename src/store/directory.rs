@@ -1,9 +1,9 @@
 //! Units, people, directives and calendar days: upserted by `import` in one transaction,
 //! read back whole (units, people, calendar) or pre-filtered (directives) for the planner.
 
-use super::rows::{CalendarRow, DirectiveRow, PersonRow, UnitRow, DIRECTIVE_COLUMNS};
-use super::{placeholders, Result, Store};
-use crate::domain::{CalendarDay, Directive, Person, Unit};
+use super::rows::{CalendarRow, DirectiveRow, PersonRow, UnitRow, DIRECTIVE_COLUMNS, PERSON_COLUMNS};
+use super::{placeholders, Result, Store, StoreError};
+use crate::domain::{Bounce, CalendarDay, Directive, Person, Unit};
 use chrono::NaiveDate;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -83,20 +83,19 @@ async fn upsert(
     Ok(())
 }
 
-impl Store {
-    /// Upserts everything by code in one transaction: all of it lands, or none of it.
-    pub async fn import(
-        &self,
-        units: &[Unit],
-        people: &[Person],
-        directives: &[Directive],
-        calendar: &[CalendarDay],
-        now_epoch: i64,
-    ) -> Result<ImportCounts> {
-        let mut tx = self.begin_write().await?;
+/// An import in progress: one write transaction that sections are streamed into, chunk by
+/// chunk, so a million directives never need to sit in memory at once. Dropping it without
+/// `commit` rolls everything back.
+pub struct Importer {
+    tx: sqlx::Transaction<'static, Any>,
+    counts: ImportCounts,
+}
+
+impl Importer {
+    pub async fn units(&mut self, units: &[Unit], now_epoch: i64) -> Result<()> {
         let at = || Value::Int(now_epoch);
         upsert(
-            &mut tx,
+            &mut self.tx,
             "units",
             &["code", "name", "head", "leader", "updated_at"],
             units
@@ -107,10 +106,28 @@ impl Store {
                 .collect(),
         )
         .await?;
+        self.counts.units += units.len();
+        Ok(())
+    }
+
+    pub async fn people(&mut self, people: &[Person], now_epoch: i64) -> Result<()> {
+        let at = || Value::Int(now_epoch);
         upsert(
-            &mut tx,
+            &mut self.tx,
             "people",
-            &["code", "name", "title", "email", "unit", "role", "active", "updated_at"],
+            &[
+                "code",
+                "name",
+                "title",
+                "email",
+                "unit",
+                "role",
+                "active",
+                "channels",
+                "telegram_chat_id",
+                "webhook_id",
+                "updated_at",
+            ],
             people
                 .iter()
                 .map(|p| {
@@ -122,14 +139,23 @@ impl Store {
                         text(&p.unit),
                         text(p.role.as_str()),
                         Value::Int(i64::from(p.active)),
+                        text(&p.reach.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")),
+                        opt_text(p.reach.telegram_chat_id.as_deref()),
+                        opt_text(p.reach.webhook_id.as_deref()),
                         at(),
                     ]
                 })
                 .collect(),
         )
         .await?;
+        self.counts.people += people.len();
+        Ok(())
+    }
+
+    pub async fn directives(&mut self, directives: &[Directive], now_epoch: i64) -> Result<()> {
+        let at = || Value::Int(now_epoch);
         upsert(
-            &mut tx,
+            &mut self.tx,
             "directives",
             &[
                 "code",
@@ -172,20 +198,51 @@ impl Store {
                 .collect(),
         )
         .await?;
+        self.counts.directives += directives.len();
+        Ok(())
+    }
+
+    pub async fn calendar(&mut self, calendar: &[CalendarDay]) -> Result<()> {
         upsert(
-            &mut tx,
+            &mut self.tx,
             "calendar_days",
             &["date", "kind", "note"],
             calendar.iter().map(|c| vec![text(&c.date.to_string()), text(c.kind.as_str()), text(&c.note)]).collect(),
         )
         .await?;
-        tx.commit().await?;
-        Ok(ImportCounts {
-            units: units.len(),
-            people: people.len(),
-            directives: directives.len(),
-            calendar: calendar.len(),
-        })
+        self.counts.calendar += calendar.len();
+        Ok(())
+    }
+
+    /// Makes the whole import visible at once.
+    pub async fn commit(self) -> Result<ImportCounts> {
+        self.tx.commit().await?;
+        Ok(self.counts)
+    }
+}
+
+impl Store {
+    /// Starts an import: sections are added in any order and any number of chunks, and land
+    /// together on `commit`.
+    pub async fn begin_import(&self) -> Result<Importer> {
+        Ok(Importer { tx: self.begin_write().await?, counts: ImportCounts::default() })
+    }
+
+    /// Upserts everything by code in one transaction: all of it lands, or none of it.
+    pub async fn import(
+        &self,
+        units: &[Unit],
+        people: &[Person],
+        directives: &[Directive],
+        calendar: &[CalendarDay],
+        now_epoch: i64,
+    ) -> Result<ImportCounts> {
+        let mut import = self.begin_import().await?;
+        import.units(units, now_epoch).await?;
+        import.people(people, now_epoch).await?;
+        import.directives(directives, now_epoch).await?;
+        import.calendar(calendar).await?;
+        import.commit().await
     }
 
     pub async fn units(&self) -> Result<Vec<Unit>> {
@@ -196,7 +253,7 @@ impl Store {
 
     pub async fn people(&self) -> Result<Vec<Person>> {
         let rows: Vec<PersonRow> =
-            sqlx::query_as("SELECT code, name, title, email, unit, role, active FROM people ORDER BY code")
+            sqlx::query_as(&format!("SELECT {PERSON_COLUMNS} FROM people ORDER BY code"))
                 .fetch_all(&self.pool)
                 .await?;
         rows.into_iter().map(Person::try_from).collect()
@@ -290,5 +347,47 @@ impl Store {
         };
         let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|(c,)| c).collect())
+    }
+}
+
+impl Store {
+    /// Addresses that rejected a message permanently, oldest first.
+    pub async fn bounces(&self) -> Result<Vec<Bounce>> {
+        let rows: Vec<(String, String, String, String)> =
+            sqlx::query_as("SELECT person, address, channel, reason FROM bounces ORDER BY at, person")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(person, address, channel, reason)| {
+                Ok(Bounce {
+                    channel: channel.parse().map_err(|_| StoreError::Corrupt {
+                        table: "bounces",
+                        column: "channel",
+                        value: channel.clone(),
+                    })?,
+                    person,
+                    address,
+                    reason,
+                })
+            })
+            .collect()
+    }
+
+    /// Records that `address` rejected a message permanently (once per person and address).
+    pub async fn record_bounce(&self, bounce: &Bounce, now: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO bounces (person, address, channel, reason, at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (person, address, channel) DO NOTHING",
+        )
+        .bind(bounce.person.clone())
+        .bind(bounce.address.clone())
+        .bind(bounce.channel.as_str())
+        .bind(bounce.reason.clone())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

@@ -8,7 +8,7 @@ mod directory;
 mod outbox;
 mod rows;
 
-pub use directory::{ImportCounts, PlanningWindow};
+pub use directory::{ImportCounts, Importer, PlanningWindow};
 pub use outbox::{
     ClaimedMessage, DeadLetter, MessageOutcome, NewMessage, NoticeClaim, OutboxCounts, QueuedNotice, StatusReport,
 };

@@ -287,6 +287,32 @@ impl Store {
         Ok(n)
     }
 
+    /// Copies the notices of a dead message onto another channel (the person's chat, when
+    /// their email bounced), keyed for that channel so the copy is made once. Returns how
+    /// many copies are new.
+    pub async fn copy_notices_to_channel(&self, message: &str, channel: &str, address: &str, now: i64) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        // Keys end in ':<channel>'; the copy swaps that last part.
+        let copied = sqlx::query(
+            "INSERT INTO notices (key, kind, directive, recipient, address, channel, ladder, stage, effective_due,
+                                  days_overdue, status, message, reason, planned_at, updated_at)
+             SELECT substr(key, 1, length(key) - length(channel)) || $1, kind, directive, recipient, $2, $1, ladder,
+                    stage, effective_due, days_overdue, 'pending', NULL, $3, $4, $4
+               FROM notices WHERE message = $5
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(channel.to_string())
+        .bind(address.to_string())
+        .bind(format!("fallback: the {} message bounced", "email"))
+        .bind(now)
+        .bind(message.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(copied)
+    }
+
     /// Notices and messages by state, the dead letters, and what waits for a retry.
     pub async fn status_report(&self, dead_limit: i64) -> Result<StatusReport> {
         let notices: Vec<(String, i64)> =
@@ -310,6 +336,31 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(StatusReport { counts: OutboxCounts { notices, messages }, dead_letters, retrying, next_retry_at })
+    }
+
+    /// Empties the outbox (benchmarks only: `nhacviec bench` measures a cycle from scratch).
+    pub async fn clear_outbox(&self) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM messages").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM notices").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts every message back in the queue, due at once and unleased, as if never sent;
+    /// returns how many (benchmarks only: the SMTP runs resend the same recorded messages).
+    pub async fn requeue_messages(&self) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE messages SET status = 'queued', attempts = 0, next_attempt_at = 0, lease_owner = NULL,
+                    lease_until = NULL, last_error = NULL, sent_at = NULL",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("UPDATE notices SET status = 'queued' WHERE message IS NOT NULL").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Messages not yet finished (queued, including retries) — the backlog.

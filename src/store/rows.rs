@@ -2,7 +2,7 @@
 //! their conversion into domain types; a value that does not parse is reported as corrupt.
 
 use super::{Result, StoreError};
-use crate::domain::{CalendarDay, Directive, Person, Unit};
+use crate::domain::{CalendarDay, Channel, Directive, Person, Reach, Unit};
 use chrono::NaiveDate;
 use std::str::FromStr;
 
@@ -37,7 +37,14 @@ pub(super) struct PersonRow {
     unit: String,
     role: String,
     active: i64,
+    channels: String,
+    telegram_chat_id: Option<String>,
+    webhook_id: Option<String>,
 }
+
+/// The column list matching [`PersonRow`].
+pub(super) const PERSON_COLUMNS: &str =
+    "code, name, title, email, unit, role, active, channels, telegram_chat_id, webhook_id";
 
 impl TryFrom<PersonRow> for Person {
     type Error = StoreError;
@@ -50,6 +57,16 @@ impl TryFrom<PersonRow> for Person {
             email: r.email,
             unit: r.unit,
             active: r.active != 0,
+            reach: Reach {
+                channels: r
+                    .channels
+                    .split(',')
+                    .filter(|c| !c.is_empty())
+                    .map(|c| parse("people", "channels", c))
+                    .collect::<Result<Vec<Channel>>>()?,
+                telegram_chat_id: r.telegram_chat_id,
+                webhook_id: r.webhook_id,
+            },
         })
     }
 }
