@@ -122,6 +122,24 @@ pub fn parse_month(stage: &str) -> Option<(i32, u32)> {
     (1..=12).contains(&month).then_some((y.parse().ok()?, month))
 }
 
+/// Addresses of the audience's people that reject mail, as digest flags.
+fn bounce_flags(snapshot: &Snapshot, units: &[Unit], audience: &Audience) -> Vec<String> {
+    snapshot
+        .bounces
+        .iter()
+        .filter_map(|b| {
+            let person = snapshot.people.get(&b.person).filter(|p| p.active)?;
+            let unit = units.iter().find(|u| u.code == person.unit && audience.covers(u))?;
+            (person.address_on(b.channel).as_deref() == Some(b.address.as_str())).then(|| {
+                format!(
+                    "Địa chỉ nhận thông báo của đồng chí {} ({}) bị trả lại: {} – đề nghị cập nhật.",
+                    person.name, unit.name, b.address
+                )
+            })
+        })
+        .collect()
+}
+
 /// The store selection reports on `today` are built from: (closed or completed since,
 /// due from, due until) — the digest's week back, and the whole month with the days before
 /// it whose due dates roll forward into it.
@@ -168,7 +186,7 @@ pub fn render_report(
             renderer.render_monthly(&report, person)
         }
         None => {
-            let digest = weekly_digest(
+            let mut digest = weekly_digest(
                 &units,
                 &input.snapshot.people,
                 input.directives,
@@ -177,6 +195,7 @@ pub fn render_report(
                 audience,
                 input.today,
             );
+            digest.flags.extend(bounce_flags(input.snapshot, &units, audience));
             renderer.render_weekly(&digest, person)
         }
     }

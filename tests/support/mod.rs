@@ -453,3 +453,63 @@ impl Drop for PgCluster {
             .output();
     }
 }
+
+/// A real HTTP server (tests/peers/http_peer.py) standing in for the Telegram Bot API and a
+/// webhook receiver; it logs every request and verifies webhook signatures.
+pub struct HttpPeer {
+    pub port: u16,
+    log: PathBuf,
+    child: Child,
+}
+
+impl HttpPeer {
+    // The child is killed and waited for in Drop.
+    #[allow(clippy::zombie_processes)]
+    pub fn start(dir: &Path, secret: &str) -> HttpPeer {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let log = dir.join(format!("http-{id}.jsonl"));
+        let ready = dir.join(format!("http-{id}.ready"));
+        let mut child = Command::new(python())
+            .arg(repo().join("tests/peers/http_peer.py"))
+            .arg("--log")
+            .arg(&log)
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(["--secret", secret])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start http_peer.py");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Some(port) = std::fs::read_to_string(&ready).ok().and_then(|t| t.trim().parse().ok()) {
+                break port;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("HTTP peer did not become ready");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        HttpPeer { port, log, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("request log line"))
+            .collect()
+    }
+}
+
+impl Drop for HttpPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
