@@ -63,6 +63,13 @@ impl App {
             .await
             .with_context(|| format!("cannot open the database {}", redact_url(&db.url)))?;
         let base_calendar = Calendar::load(config.calendar_dir()).context("cannot load the calendar")?;
+        let today = chrono::Utc::now().with_timezone(&config.timezone).date_naive();
+        for year in base_calendar.missing_years(today) {
+            tracing::warn!(
+                year,
+                "no calendar file for {year}: holidays and working Saturdays are unknown; add config/calendar/{year}.toml"
+            );
+        }
         let owner = format!("{}:{}:{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().to_string()[..8]);
         let metrics = Arc::new(Metrics::new());
         metrics.declare_channel("email");
@@ -191,8 +198,8 @@ impl App {
             return Ok(None);
         }
         let secret = read_secret("webhook.secret_file", &w.secret_file)?;
-        let channel =
-            WebhookChannel::new(&w.url, secret.as_bytes(), Duration::from_secs(w.timeout_seconds)).map_err(anyhow::Error::msg)?;
+        let channel = WebhookChannel::new(&w.url, secret.as_bytes(), Duration::from_secs(w.timeout_seconds))
+            .map_err(anyhow::Error::msg)?;
         Ok(Some(channel))
     }
 }

@@ -115,6 +115,13 @@ fn a_malformed_configuration_stops_start_up_with_a_message_naming_the_key() {
         ("[mail.smtp]\nprot = 25\n", "prot"),
         ("[send_window]\nstart = \"25:00\"\n", "send_window.start"),
         ("[agency\nname = 1", "nhacviec.toml"),
+        ("[mail.smtp]\nport = 0\n", "mail.smtp.port"),
+        ("[mail.smtp]\nport = 70000\n", "port"),
+        ("[reports]\nweekly = \"30 7 * * Mon\"\n", "reports.weekly"),
+        ("[webhook]\nenabled = true\nurl = \"ftp://x\"\nsecret_file = \"s\"\n", "webhook.url"),
+        ("[telegram]\nenabled = true\n", "telegram.token_file"),
+        ("[send_window]\nend = \"07:00\"\n", "send_window.end"),
+        ("[delivery]\nconcurrency = 0\n", "delivery.concurrency"),
     ];
     for (content, key) in cases {
         std::fs::write(&file, content).unwrap();

@@ -277,3 +277,29 @@ async fn a_later_stage_supersedes_an_earlier_unsent_one() {
     assert!(text.contains("FRI") && text.contains("Quá hạn 1 ngày làm việc"), "{text}");
     assert!(!text.contains("Đến hạn xử lý hôm nay"), "{text}");
 }
+
+#[tokio::test]
+async fn with_grouping_off_each_notice_is_its_own_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(dir.path(), &[]);
+    let nv = setup(dir.path(), &peer).await.with("NHACVIEC__DELIVERY__GROUP", "false");
+    let owed = nv.plan_json(DEMO_AT).len();
+    nv.ok(&["tick", "--at", DEMO_AT]);
+    assert_eq!(peer.messages().len(), owed);
+}
+
+#[tokio::test]
+async fn send_test_delivers_one_well_formed_email_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(dir.path(), &[]);
+    let nv = setup(dir.path(), &peer).await;
+    let out = nv.ok(&["send-test", "--to", "admin@example.gov.vn"]);
+    assert!(out.starts_with("test email sent to admin@example.gov.vn, Message-ID <"), "{out}");
+    let mails = peer.messages();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].subject.as_deref(), Some("[Nhắc việc] Thư thử nghiệm"));
+    let mut down = peer;
+    down.stop();
+    let err = nv.fails(&["send-test", "--to", "admin@example.gov.vn"]);
+    assert!(err.starts_with("error: test email to admin@example.gov.vn failed"), "{err}");
+}
