@@ -2,6 +2,7 @@
 //! stable Message-ID) and sends stored messages through lettre's pooled async SMTP transport,
 //! one recipient per transaction, each send under a timeout — or writes `.eml` files.
 
+use super::smtp_pool::SmtpPool;
 use super::DeliveryError;
 use crate::config::{Config, MailTransport, TlsMode};
 use chrono::{DateTime, Utc};
@@ -66,6 +67,11 @@ pub fn compose(draft: Draft<'_>) -> Result<String, DeliveryError> {
 }
 
 enum Transport {
+    /// Plain or STARTTLS: our own small pool of lettre connections on sockets with
+    /// TCP_NODELAY (lettre writes a message body and its final "." separately; with Nagle's
+    /// algorithm each message then waits ~40 ms for a delayed ACK).
+    Pooled(SmtpPool),
+    /// Implicit TLS (port 465): lettre's pooled transport.
     Smtp {
         /// Replaced wholesale after a timeout, so a connection left mid-dialogue is never
         /// handed to the next send.
@@ -92,6 +98,7 @@ impl EmailChannel {
                     .map_err(|source| EmailSetupError::FileDir { path: dir.display().to_string(), source })?;
                 Transport::File(dir)
             }
+            MailTransport::Smtp if config.tls != TlsMode::Tls => Transport::Pooled(SmtpPool::from_config(config)?),
             MailTransport::Smtp => {
                 let make = smtp_factory(config)?;
                 Transport::Smtp { current: RwLock::new(Arc::new(make())), make }
@@ -104,36 +111,52 @@ impl EmailChannel {
         &self.from
     }
 
-    /// Sends one stored message to its one recipient.
+    /// Sends one stored message to its one recipient, within the send timeout.
     pub async fn send(&self, message_id: &str, address: &str, raw: &str) -> Result<(), DeliveryError> {
-        match &self.transport {
-            Transport::File(dir) => write_eml(dir, message_id, raw).await,
-            Transport::Smtp { current, make } => {
-                let to: Address = address
-                    .parse()
-                    .map_err(|e| DeliveryError::Permanent(format!("invalid address {address:?}: {e}")))?;
-                let envelope = Envelope::new(Some(self.from.email.clone()), vec![to])
-                    .map_err(|e| DeliveryError::Permanent(format!("envelope: {e}")))?;
-                let transport = current.read().await.clone();
-                match tokio::time::timeout(self.timeout, transport.send_raw(&envelope, raw.as_bytes())).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(classify(&e)),
-                    Err(_) => {
-                        *current.write().await = Arc::new(make());
-                        Err(DeliveryError::Transient(format!(
-                            "no answer within {}s (the server may still have accepted it; a retry keeps the same Message-ID)",
-                            self.timeout.as_secs()
-                        )))
-                    }
-                }
+        if let Transport::File(dir) = &self.transport {
+            return write_eml(dir, message_id, raw).await;
+        }
+        let to: Address =
+            address.parse().map_err(|e| DeliveryError::Permanent(format!("invalid address {address:?}: {e}")))?;
+        let envelope = Envelope::new(Some(self.from.email.clone()), vec![to])
+            .map_err(|e| DeliveryError::Permanent(format!("envelope: {e}")))?;
+        let sent = match &self.transport {
+            Transport::Pooled(pool) => {
+                return match tokio::time::timeout(self.timeout, pool.send(&envelope, raw.as_bytes())).await {
+                    Ok(result) => result,
+                    Err(_) => Err(timed_out(self.timeout)),
+                };
             }
+            Transport::Smtp { current, make } => {
+                let transport = current.read().await.clone();
+                let sent = tokio::time::timeout(self.timeout, transport.send_raw(&envelope, raw.as_bytes())).await;
+                if sent.is_err() {
+                    // The connection left mid-dialogue must not serve the next send.
+                    *current.write().await = Arc::new(make());
+                }
+                sent.map(|r| r.map(|_| ()))
+            }
+            Transport::File(_) => return Ok(()),
+        };
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => Err(timed_out(self.timeout)),
         }
     }
 }
 
-/// 4xx and connection trouble are worth retrying; 5xx is not.
-fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
-    if e.is_permanent() {
+fn timed_out(timeout: Duration) -> DeliveryError {
+    DeliveryError::Transient(format!(
+        "no answer within {}s (the server may still have accepted it; a retry keeps the same Message-ID)",
+        timeout.as_secs()
+    ))
+}
+
+/// 4xx and connection trouble are worth retrying; 5xx is not, nor is what the client itself
+/// refuses (an address the server cannot take, TLS the server does not offer).
+pub(super) fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
+    if e.is_permanent() || e.is_client() {
         DeliveryError::Permanent(e.to_string())
     } else {
         DeliveryError::Transient(e.to_string())
@@ -157,28 +180,11 @@ type Factory = Box<dyn Fn() -> AsyncSmtpTransport<Tokio1Executor> + Send + Sync>
 
 fn smtp_factory(config: &Config) -> Result<Factory, EmailSetupError> {
     let smtp = &config.raw.mail.smtp;
-    let tls = match config.tls {
-        TlsMode::None => None,
-        mode => {
-            let mut params = TlsParameters::builder(smtp.host.clone());
-            if !smtp.ca_file.is_empty() {
-                let ca_error = |reason: String| EmailSetupError::Ca { path: smtp.ca_file.clone(), reason };
-                let pem = std::fs::read(&smtp.ca_file).map_err(|e| ca_error(e.to_string()))?;
-                let cert = Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
-                params = params.add_root_certificate(cert);
-            }
-            let params = params.build_rustls().map_err(|e| EmailSetupError::Smtp(e.to_string()))?;
-            Some(if mode == TlsMode::Tls { Tls::Wrapper(params) } else { Tls::Required(params) })
-        }
-    };
-    let credentials = if smtp.username.is_empty() {
-        None
-    } else {
-        let path = resolve_credential(&smtp.password_file);
-        let password = std::fs::read_to_string(&path)
-            .map_err(|source| EmailSetupError::Password { path: path.display().to_string(), source })?;
-        Some(Credentials::new(smtp.username.clone(), password.trim_end_matches(['\r', '\n']).to_string()))
-    };
+    let tls = tls_parameters(config)?.map(|params| match config.tls {
+        TlsMode::Tls => Tls::Wrapper(params),
+        _ => Tls::Required(params),
+    });
+    let credentials = credentials(config)?;
     let host = smtp.host.clone();
     let port = smtp.port;
     let timeout = Duration::from_secs(smtp.timeout_seconds);
@@ -196,6 +202,47 @@ fn smtp_factory(config: &Config) -> Result<Factory, EmailSetupError> {
         }
         builder.build()
     }))
+}
+
+/// TLS settings for the server (with the extra CA, if configured); `None` without TLS.
+fn tls_parameters(config: &Config) -> Result<Option<TlsParameters>, EmailSetupError> {
+    let smtp = &config.raw.mail.smtp;
+    if config.tls == TlsMode::None {
+        return Ok(None);
+    }
+    let mut params = TlsParameters::builder(smtp.host.clone());
+    if !smtp.ca_file.is_empty() {
+        let ca_error = |reason: String| EmailSetupError::Ca { path: smtp.ca_file.clone(), reason };
+        let pem = std::fs::read(&smtp.ca_file).map_err(|e| ca_error(e.to_string()))?;
+        let cert = Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
+        params = params.add_root_certificate(cert);
+    }
+    params.build_rustls().map(Some).map_err(|e| EmailSetupError::Smtp(e.to_string()))
+}
+
+/// AUTH credentials, the password read from its file; `None` without a user name.
+fn credentials(config: &Config) -> Result<Option<Credentials>, EmailSetupError> {
+    let smtp = &config.raw.mail.smtp;
+    if smtp.username.is_empty() {
+        return Ok(None);
+    }
+    let path = resolve_credential(&smtp.password_file);
+    let password = std::fs::read_to_string(&path)
+        .map_err(|source| EmailSetupError::Password { path: path.display().to_string(), source })?;
+    Ok(Some(Credentials::new(smtp.username.clone(), password.trim_end_matches(['\r', '\n']).to_string())))
+}
+
+impl SmtpPool {
+    fn from_config(config: &Config) -> Result<SmtpPool, EmailSetupError> {
+        let smtp = &config.raw.mail.smtp;
+        Ok(SmtpPool::new(
+            smtp.host.clone(),
+            smtp.port,
+            tls_parameters(config)?,
+            credentials(config)?,
+            usize::try_from(smtp.pool_size).unwrap_or(1),
+        ))
+    }
 }
 
 /// A bare file name is looked up in systemd's `$CREDENTIALS_DIRECTORY` (LoadCredential=).

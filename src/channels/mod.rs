@@ -4,6 +4,7 @@
 
 pub mod email;
 mod http_status;
+mod smtp_pool;
 pub mod telegram;
 pub mod webhook;
 

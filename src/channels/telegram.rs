@@ -41,9 +41,8 @@ impl TelegramChannel {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
         let body = response.text().await.unwrap_or_default();
-        let body_wait = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["parameters"]["retry_after"].as_u64());
+        let body_wait =
+            serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["parameters"]["retry_after"].as_u64());
         classify(status, body_wait.or(header_wait), &body)
     }
 }

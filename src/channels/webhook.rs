@@ -24,11 +24,7 @@ impl WebhookChannel {
             .timeout(timeout)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(WebhookChannel {
-            client,
-            url: url.to_string(),
-            secret: secret.to_vec(),
-        })
+        Ok(WebhookChannel { client, url: url.to_string(), secret: secret.to_vec() })
     }
 
     /// Posts one stored payload under `idempotency_key`.
