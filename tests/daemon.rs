@@ -149,3 +149,40 @@ async fn healthz_turns_503_when_the_database_goes_away_and_the_daemon_stays_up()
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
 }
+
+#[tokio::test]
+async fn a_scan_past_its_time_bound_withholds_the_watchdog_ping_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(dir.path(), &[]);
+    let mut nv = daemon_env(Backend::Sqlite, dir.path(), &peer).await;
+    let socket_path = dir.path().join("notify.sock");
+    let systemd = UnixDatagram::bind(&socket_path).unwrap();
+    systemd.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    nv.set("NOTIFY_SOCKET", socket_path.to_str().unwrap());
+    nv.set("WATCHDOG_USEC", "400000"); // a ping every 200 ms
+    nv.set("NHACVIEC__SCHEDULE__MAX_SCAN_SECONDS", "1");
+    nv.set("NHACVIEC__MAIL__SMTP__TIMEOUT_SECONDS", "10");
+    // The server takes 4 s to answer DATA: the first scan overruns its 1 s bound.
+    let mut agency = small_agency(json!([directive("SLOW", Some("lien"), Some(&long_overdue()))]));
+    agency["people"][3]["email"] = json!("slow4-lien@example.gov.vn");
+    agency["units"][0]["head"] = json!(null);
+    nv.import_json("a.json", &agency);
+    let mut child = nv.command(&["run"]).spawn().unwrap();
+    let mut buf = [0u8; 4096];
+    let mut pings = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        let Ok(n) = systemd.recv(&mut buf) else { break };
+        if &buf[..n] == b"WATCHDOG=1" {
+            pings.push(started.elapsed());
+        }
+    }
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+    let longest_gap = pings.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+    assert!(longest_gap > Duration::from_millis(1500), "pings were not withheld: {pings:?}");
+    assert!(pings.last().is_some_and(|t| *t > Duration::from_secs(5)), "pings resume after the scan: {pings:?}");
+    let slow: Vec<_> =
+        peer.messages().into_iter().filter(|m| m.to == vec!["slow4-lien@example.gov.vn".to_string()]).collect();
+    assert_eq!(slow.len(), 1, "the slow send completed once");
+}
