@@ -9,7 +9,7 @@ use crate::app::{App, Outlets};
 use crate::calendar::Calendar;
 use crate::channels::EmailChannel;
 use crate::config::{Config, MailTransport};
-use crate::delivery::{DeliveryStats, Deliverer};
+use crate::delivery::{Deliverer, DeliveryStats};
 use crate::digest_render::DigestRenderer;
 use crate::domain::{Directive, DirectiveKind, Person, Role, Status, Unit};
 use crate::planner::plan;
@@ -199,12 +199,7 @@ const SOURCES: &[&str] = &[
 ];
 
 fn person_name(i: usize) -> String {
-    format!(
-        "{} {} {}",
-        SURNAMES[i % SURNAMES.len()],
-        MIDDLE[(i / 7) % MIDDLE.len()],
-        GIVEN[(i / 3) % GIVEN.len()]
-    )
+    format!("{} {} {}", SURNAMES[i % SURNAMES.len()], MIDDLE[(i / 7) % MIDDLE.len()], GIVEN[(i / 3) % GIVEN.len()])
 }
 
 impl Agency {
@@ -272,7 +267,14 @@ struct Generator<'a> {
 }
 
 impl<'a> Generator<'a> {
-    fn new(agency: &'a Agency, profile: Profile, total: u64, window: u64, calendar: &Calendar, today: NaiveDate) -> Self {
+    fn new(
+        agency: &'a Agency,
+        profile: Profile,
+        total: u64,
+        window: u64,
+        calendar: &Calendar,
+        today: NaiveDate,
+    ) -> Self {
         let mut by_position = Vec::new();
         for p in -3i32..=250 {
             let mut d = today;
@@ -371,14 +373,23 @@ impl<'a> Generator<'a> {
             }
             10..=11 => {
                 // No due date and no default rule: the unit head is asked to set one.
-                d.assigned_on = Some({ let n = self.rng.u64(1..60); self.days(self.today, n, true) });
+                d.assigned_on = Some({
+                    let n = self.rng.u64(1..60);
+                    self.days(self.today, n, true)
+                });
                 return;
             }
             12..=21 => {
                 // Closed without completion within the lookback: the alarm.
                 d.status = Status::Closed;
-                d.closed_on = Some({ let n = self.rng.u64(0..29); self.days(self.today, n, true) });
-                d.due_on = Some({ let n = self.rng.u64(30..90); self.days(self.today, n, true) });
+                d.closed_on = Some({
+                    let n = self.rng.u64(0..29);
+                    self.days(self.today, n, true)
+                });
+                d.due_on = Some({
+                    let n = self.rng.u64(30..90);
+                    self.days(self.today, n, true)
+                });
                 return;
             }
             22..=521 => self.rng.i32(-3..=-1),
@@ -391,12 +402,18 @@ impl<'a> Generator<'a> {
 
     fn history(&mut self, d: &mut Directive) {
         let roll = self.rng.u32(..100);
-        let due = { let n = self.rng.u64(45..2000); self.days(self.today, n, true) };
+        let due = {
+            let n = self.rng.u64(45..2000);
+            self.days(self.today, n, true)
+        };
         match roll {
             0..=59 => {
                 d.status = Status::Completed;
                 d.due_on = Some(due);
-                d.completed_on = Some({ let n = self.rng.u64(0..15); self.days(due, n, true) });
+                d.completed_on = Some({
+                    let n = self.rng.u64(0..15);
+                    self.days(due, n, true)
+                });
                 d.result = Some("Đã hoàn thành, có báo cáo kết quả".into());
             }
             60..=69 => {
@@ -406,11 +423,20 @@ impl<'a> Generator<'a> {
             70..=77 => {
                 d.status = Status::Closed;
                 d.due_on = Some(due);
-                d.closed_on = Some({ let n = self.rng.u64(60..2000); self.days(self.today, n, true) });
+                d.closed_on = Some({
+                    let n = self.rng.u64(60..2000);
+                    self.days(self.today, n, true)
+                });
             }
             _ => {
-                d.due_on = Some({ let n = self.rng.u64(15..400); self.days(self.today, n, false) });
-                d.assigned_on = Some({ let n = self.rng.u64(0..30); self.days(self.today, n, true) });
+                d.due_on = Some({
+                    let n = self.rng.u64(15..400);
+                    self.days(self.today, n, false)
+                });
+                d.assigned_on = Some({
+                    let n = self.rng.u64(0..30);
+                    self.days(self.today, n, true)
+                });
             }
         }
     }
@@ -505,7 +531,10 @@ async fn generate(app: &App, job: &Job, now: DateTime<Tz>, mut m: Measurement) -
     m.unit = "rows".into();
     m.seconds = seconds;
     m.rate = rate(rows, seconds);
-    m.detail = format!("{} units, {} people, {} directives in one transaction", counts.units, counts.people, counts.directives);
+    m.detail = format!(
+        "{} units, {} people, {} directives in one transaction",
+        counts.units, counts.people, counts.directives
+    );
     Ok(m)
 }
 
@@ -740,7 +769,9 @@ async fn parent(args: BenchArgs) -> anyhow::Result<()> {
     let settings = Settings::from_args(&args);
     let work = match &args.work_dir {
         Some(dir) => dir.clone(),
-        None => std::env::temp_dir().join(format!("nhacviec-bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])),
+        None => {
+            std::env::temp_dir().join(format!("nhacviec-bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+        }
     };
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let pg_admin = args
@@ -809,7 +840,14 @@ impl Parent {
                     (Task::Cycle, "cycle"),
                 ];
                 for (task, label) in steps {
-                    let job = Job { task, profile: Profile::Agency, total: size, window, runs: settings.scan_runs, label: label.into() };
+                    let job = Job {
+                        task,
+                        profile: Profile::Agency,
+                        total: size,
+                        window,
+                        runs: settings.scan_runs,
+                        label: label.into(),
+                    };
                     let ok = self.child(backend, &dataset, &job, &[]);
                     if !ok && task == Task::Generate {
                         break;
@@ -820,7 +858,14 @@ impl Parent {
             for &total in &settings.growth {
                 let window = settings.growth_window.min(total);
                 let dataset = self.create(backend, &format!("g{total}")).await?;
-                let generate = Job { task: Task::Generate, profile: Profile::Agency, total, window, runs: 1, label: "generate".into() };
+                let generate = Job {
+                    task: Task::Generate,
+                    profile: Profile::Agency,
+                    total,
+                    window,
+                    runs: 1,
+                    label: "generate".into(),
+                };
                 if self.child(backend, &dataset, &generate, &[]) {
                     let job = Job { task: Task::Scan, label: "growth".into(), runs: settings.scan_runs, ..generate };
                     self.child(backend, &dataset, &job, &[]);
@@ -830,9 +875,21 @@ impl Parent {
             if let Some((host, port)) = self.smtp.clone() {
                 let n = settings.emails;
                 let dataset = self.create(backend, "smtp").await?;
-                let base = Job { task: Task::Generate, profile: Profile::Delivery, total: n, window: n, runs: 1, label: "generate".into() };
+                let base = Job {
+                    task: Task::Generate,
+                    profile: Profile::Delivery,
+                    total: n,
+                    window: n,
+                    runs: 1,
+                    label: "generate".into(),
+                };
                 let ready = self.child(backend, &dataset, &base, &[])
-                    && self.child(backend, &dataset, &Job { task: Task::SmtpPrepare, label: "smtp_prepare".into(), ..base.clone() }, &[]);
+                    && self.child(
+                        backend,
+                        &dataset,
+                        &Job { task: Task::SmtpPrepare, label: "smtp_prepare".into(), ..base.clone() },
+                        &[],
+                    );
                 if ready {
                     for &pool in &settings.pools {
                         let env = [
@@ -876,7 +933,9 @@ impl Parent {
             Some(db) => {
                 use sqlx::Connection;
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&self.pg_admin).await {
-                    if let Err(e) = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut conn).await {
+                    if let Err(e) =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut conn).await
+                    {
                         eprintln!("bench: cannot drop database {db}: {e}");
                     }
                     let _ = conn.close().await;
@@ -1068,7 +1127,8 @@ fn table(results: &[Measurement]) -> String {
             (Some(t), _) => format!("❌ {t}"),
             _ => String::new(),
         };
-        let rate_unit = if m.measurement == "scan" || m.measurement == "growth" { "directives" } else { m.unit.as_str() };
+        let rate_unit =
+            if m.measurement == "scan" || m.measurement == "growth" { "directives" } else { m.unit.as_str() };
         out.push_str(&format!(
             "| {} | {} | {} ({}) | {} {} | {:.3} s | {} {rate_unit}/s | {:.0} MB | {} |\n",
             m.backend,
@@ -1085,7 +1145,13 @@ fn table(results: &[Measurement]) -> String {
     }
     out.push_str("\nDetails:\n\n");
     for m in results {
-        out.push_str(&format!("- {} {} (N={}): {}\n", m.backend, m.measurement, thousands(m.directives as f64), m.detail));
+        out.push_str(&format!(
+            "- {} {} (N={}): {}\n",
+            m.backend,
+            m.measurement,
+            thousands(m.directives as f64),
+            m.detail
+        ));
     }
     out
 }

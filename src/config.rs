@@ -319,7 +319,10 @@ impl Config {
         if raw.telegram.enabled {
             check_http_url("telegram.api_url", &raw.telegram.api_url)?;
             if raw.telegram.token_file.trim().is_empty() {
-                return Err(key_error("telegram.token_file", "is required when telegram.enabled (the bot token's file)"));
+                return Err(key_error(
+                    "telegram.token_file",
+                    "is required when telegram.enabled (the bot token's file)",
+                ));
             }
             if raw.telegram.timeout_seconds == 0 {
                 return Err(key_error("telegram.timeout_seconds", "must be at least 1"));

@@ -190,11 +190,17 @@ impl Deliverer<'_> {
                 Ok(Channel::Email) => {
                     renderer.reminder(agency, today, person, &group, &directives, snapshot).map(Body::Email)
                 }
-                Ok(Channel::Telegram) => renderer.chat(agency, today, person, &group, &directives, snapshot).map(|text| {
-                    let chat_id = person.address_on(Channel::Telegram).unwrap_or_default();
-                    Body::Chat(json!({ "chat_id": chat_id, "text": text }).to_string())
-                }),
-                Ok(Channel::Webhook) => Ok(Body::Chat(webhook_payload(group[0], person, directives.get(group[0].directive.as_deref().unwrap_or_default())))),
+                Ok(Channel::Telegram) => {
+                    renderer.chat(agency, today, person, &group, &directives, snapshot).map(|text| {
+                        let chat_id = person.address_on(Channel::Telegram).unwrap_or_default();
+                        Body::Chat(json!({ "chat_id": chat_id, "text": text }).to_string())
+                    })
+                }
+                Ok(Channel::Webhook) => Ok(Body::Chat(webhook_payload(
+                    group[0],
+                    person,
+                    directives.get(group[0].directive.as_deref().unwrap_or_default()),
+                ))),
                 Err(e) => {
                     superseded.extend(keys.into_iter().map(|k| (k, e.clone())));
                     continue;
@@ -233,7 +239,8 @@ impl Deliverer<'_> {
                     continue;
                 }
             };
-            let rendered = render_report(&self.outlets.digests, &input, person, &audience, &notice.stage).map(Body::Email);
+            let rendered =
+                render_report(&self.outlets.digests, &input, person, &audience, &notice.stage).map(Body::Email);
             let kind = if notice.ladder == "report" { "report" } else { "digest" };
             self.record(rendered, kind, person, &notice.channel, vec![notice.key.clone()], now, messages, superseded);
         }
@@ -277,7 +284,9 @@ impl Deliverer<'_> {
                 date: now.to_utc(),
             })
             .map(|raw| (rendered.subject, raw)),
-            Body::Chat(payload) => Ok((payload.lines().next().unwrap_or_default().chars().take(200).collect(), payload)),
+            Body::Chat(payload) => {
+                Ok((payload.lines().next().unwrap_or_default().chars().take(200).collect(), payload))
+            }
         };
         match composed {
             Ok((subject, payload)) => messages.push(NewMessage {
@@ -373,11 +382,21 @@ impl Deliverer<'_> {
     /// When an email is rejected for good: remember the bounce (the unit head is told, the
     /// block leader sees it in the digest), and send the same notices to the person's chat
     /// channel if they have one they do not already receive on.
-    async fn fall_back(&self, m: &ClaimedMessage, reason: &str, now: DateTime<Tz>) -> Result<(), crate::store::StoreError> {
+    async fn fall_back(
+        &self,
+        m: &ClaimedMessage,
+        reason: &str,
+        now: DateTime<Tz>,
+    ) -> Result<(), crate::store::StoreError> {
         if m.channel != Channel::Email.as_str() || m.kind != "reminder" {
             return Ok(());
         }
-        let bounce = Bounce { person: m.recipient.clone(), address: m.address.clone(), channel: Channel::Email, reason: reason.to_string() };
+        let bounce = Bounce {
+            person: m.recipient.clone(),
+            address: m.address.clone(),
+            channel: Channel::Email,
+            reason: reason.to_string(),
+        };
         self.store.record_bounce(&bounce, now.timestamp()).await?;
         let Some(person) = self.store.people().await?.into_iter().find(|p| p.code == m.recipient) else {
             return Ok(());

@@ -3,7 +3,9 @@
 //! or CSV line) and its field, so an administrator can fix a whole file in one pass.
 
 use crate::calendar::Calendar;
-use crate::domain::{CalendarDay, CalendarDayKind, Channel, Directive, DirectiveKind, Person, Reach, Role, Status, Unit};
+use crate::domain::{
+    CalendarDay, CalendarDayKind, Channel, Directive, DirectiveKind, Person, Reach, Role, Status, Unit,
+};
 use chrono::NaiveDate;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};

@@ -10,6 +10,7 @@ use crate::domain::{
 use crate::policy::Policy;
 use chrono::{DateTime, Days, NaiveDate};
 use chrono_tz::Tz;
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 
 /// What the planner sees: every unit and person, and the directives the store selected as
@@ -80,12 +81,19 @@ impl Snapshot {
 pub fn plan(snapshot: &Snapshot, policy: &Policy, calendar: &Calendar, now: DateTime<Tz>) -> Vec<Notice> {
     let today = now.date_naive();
     let mut notices = Vec::new();
+    // Chiefs are the same for every directive: sorted once per plan, not once per directive.
+    let chiefs = OnceCell::new();
     for directive in &snapshot.directives {
-        plan_directive(snapshot, policy, calendar, today, directive, &mut notices);
+        plan_directive_with(snapshot, policy, calendar, today, directive, &chiefs, &mut notices);
     }
     notices.extend(plan_bounces(snapshot));
-    let mut seen = HashSet::new();
-    notices.retain(|n| seen.insert(n.key.clone()));
+    // Keep the first notice of each key; borrowing the keys avoids cloning every one.
+    let keep: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(notices.len());
+        notices.iter().map(|n| seen.insert(n.key.as_str())).collect()
+    };
+    let mut keep = keep.into_iter();
+    notices.retain(|_| keep.next().unwrap_or(true));
     notices
 }
 
@@ -127,12 +135,43 @@ pub fn plan_directive(
     directive: &Directive,
     out: &mut Vec<Notice>,
 ) {
+    plan_directive_with(snapshot, policy, calendar, today, directive, &OnceCell::new(), out);
+}
+
+/// [`plan_directive`] with the sorted chiefs shared across calls (computed on first need).
+fn plan_directive_with<'s>(
+    snapshot: &'s Snapshot,
+    policy: &Policy,
+    calendar: &Calendar,
+    today: NaiveDate,
+    directive: &Directive,
+    chiefs: &OnceCell<Vec<&'s Person>>,
+    out: &mut Vec<Notice>,
+) {
     let start = out.len();
-    plan_email(snapshot, policy, calendar, today, directive, out);
+    plan_email(snapshot, policy, calendar, today, directive, chiefs, out);
+    // Most people are reached by email alone, where the copy below would rebuild each
+    // notice unchanged: skip it for them.
+    if out[start..].iter().all(|n| email_only(snapshot, n)) {
+        return;
+    }
     let planned: Vec<Notice> = out.drain(start..).collect();
     for notice in planned {
         on_each_channel(snapshot, notice, out);
     }
+}
+
+/// True when [`on_each_channel`] would give back exactly this notice: its recipient is
+/// unknown (kept as is), or is reached by email alone at the address it already carries.
+fn email_only(snapshot: &Snapshot, notice: &Notice) -> bool {
+    let Some(person) = snapshot.people.get(&notice.recipient) else {
+        return true;
+    };
+    matches!(person.reach.channels.as_slice(), [] | [Channel::Email])
+        && !person.email.is_empty()
+        && notice.channel == Channel::Email
+        && notice.address == person.email
+        && notice.key.ends_with(":email")
 }
 
 /// Copies a notice (planned for email) onto every channel its recipient receives on; each
@@ -144,21 +183,17 @@ fn on_each_channel(snapshot: &Snapshot, notice: Notice, out: &mut Vec<Notice>) {
     };
     let base = notice.key.strip_suffix(":email").unwrap_or(&notice.key).to_string();
     for (channel, address) in person.routes() {
-        out.push(Notice {
-            key: format!("{base}:{channel}"),
-            channel,
-            address,
-            ..notice.clone()
-        });
+        out.push(Notice { key: format!("{base}:{channel}"), channel, address, ..notice.clone() });
     }
 }
 
-fn plan_email(
-    snapshot: &Snapshot,
+fn plan_email<'s>(
+    snapshot: &'s Snapshot,
     policy: &Policy,
     calendar: &Calendar,
     today: NaiveDate,
     directive: &Directive,
+    chiefs: &OnceCell<Vec<&'s Person>>,
     out: &mut Vec<Notice>,
 ) {
     match directive.status {
@@ -174,19 +209,20 @@ fn plan_email(
                 Some(due) => {
                     let effective = calendar.effective_due(due, policy.roll_forward);
                     let position = calendar.position(effective, today);
-                    deadline_ladders(snapshot, policy, directive, effective, position, out);
+                    deadline_ladders(snapshot, policy, directive, effective, position, chiefs, out);
                 }
             }
         }
     }
 }
 
-fn deadline_ladders(
-    snapshot: &Snapshot,
+fn deadline_ladders<'s>(
+    snapshot: &'s Snapshot,
     policy: &Policy,
     directive: &Directive,
     effective: NaiveDate,
     position: i32,
+    chiefs: &OnceCell<Vec<&'s Person>>,
     out: &mut Vec<Notice>,
 ) {
     if let (Some((kind, stage)), Some(person)) =
@@ -195,21 +231,23 @@ fn deadline_ladders(
         out.push(ladder_notice(kind, Ladder::Assignee, directive, person, effective, stage, position));
     }
     let rungs = [
-        (
-            Ladder::EscalateHead,
-            policy.escalate_head_after,
-            snapshot.unit_head(&directive.unit).into_iter().collect::<Vec<_>>(),
-        ),
-        (Ladder::EscalateLeader, policy.escalate_leader_after, snapshot.block_leader(directive).into_iter().collect()),
-        (Ladder::EscalateChief, policy.escalate_chief_after, snapshot.chiefs()),
+        (Ladder::EscalateHead, policy.escalate_head_after),
+        (Ladder::EscalateLeader, policy.escalate_leader_after),
+        (Ladder::EscalateChief, policy.escalate_chief_after),
     ];
-    for (ladder, after, recipients) in rungs {
+    for (ladder, after) in rungs {
         let Ok(after) = i32::try_from(after) else {
             continue;
         };
         if after == 0 || position < after {
             continue;
         }
+        // Recipients are looked up only for rungs reached: most directives reach none.
+        let recipients: Vec<&Person> = match ladder {
+            Ladder::EscalateHead => snapshot.unit_head(&directive.unit).into_iter().collect(),
+            Ladder::EscalateLeader => snapshot.block_leader(directive).into_iter().collect(),
+            _ => chiefs.get_or_init(|| snapshot.chiefs()).clone(),
+        };
         for person in recipients {
             out.push(ladder_notice(
                 NoticeKind::Escalation,

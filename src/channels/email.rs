@@ -58,12 +58,32 @@ pub fn compose(draft: Draft<'_>) -> Result<String, DeliveryError> {
         .header(Date::new(SystemTime::from(draft.date)))
         .multipart(
             MultiPart::alternative()
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(draft.text))
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(draft.html)),
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(crlf(draft.text)))
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(crlf(draft.html))),
         )
         .map_err(|e| DeliveryError::Permanent(format!("cannot build message: {e}")))?;
     String::from_utf8(message.formatted())
         .map_err(|e| DeliveryError::Permanent(format!("message is not ASCII/UTF-8: {e}")))
+}
+
+/// The body with CRLF line ends, as lettre would make it — but in one linear pass. lettre
+/// inserts each missing `\r` with `String::insert`, moving the rest of the body every time:
+/// quadratic, and two thirds of a national cycle's time went there (a chief's message lists
+/// thousands of overdue items). Given CRLF already, lettre leaves the body as it is.
+fn crlf(body: String) -> String {
+    if !body.contains('\n') {
+        return body;
+    }
+    let mut out = String::with_capacity(body.len() + body.len() / 32);
+    let mut previous = '\0';
+    for c in body.chars() {
+        if c == '\n' && previous != '\r' {
+            out.push('\r');
+        }
+        out.push(c);
+        previous = c;
+    }
+    out
 }
 
 enum Transport {

@@ -71,7 +71,8 @@ impl TryFrom<PersonRow> for Person {
     }
 }
 
-#[derive(sqlx::FromRow)]
+/// Also read from a JSON array in column order (SQLite's planning selection comes that way).
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct DirectiveRow {
     code: String,
     kind: String,
