@@ -12,7 +12,7 @@ use crate::domain::{Bounce, Channel, Directive, Notice, NoticeKind, Person, Stat
 use crate::metrics::Metrics;
 use crate::outbox::retry_delay;
 use crate::planner::{plan_bounces, plan_directive, Snapshot};
-use crate::render::{RenderError, Rendered};
+use crate::render::{ReminderInput, RenderError, Rendered};
 use crate::reports::{audience_of, render_report, report_still_owed, report_window, ReportInput};
 use crate::store::{ClaimedMessage, MessageOutcome, NewMessage, QueuedNotice, Store};
 use chrono::DateTime;
@@ -186,16 +186,14 @@ impl Deliverer<'_> {
         for ((recipient, channel, _), group) in groups {
             let Some(person) = snapshot.people.get(&recipient) else { continue };
             let keys: Vec<String> = group.iter().map(|n| n.key.clone()).collect();
+            let input =
+                ReminderInput { agency, today, recipient: person, notices: &group, directives: &directives, snapshot };
             let body = match channel.parse::<Channel>() {
-                Ok(Channel::Email) => {
-                    renderer.reminder(agency, today, person, &group, &directives, snapshot).map(Body::Email)
-                }
-                Ok(Channel::Telegram) => {
-                    renderer.chat(agency, today, person, &group, &directives, snapshot).map(|text| {
-                        let chat_id = person.address_on(Channel::Telegram).unwrap_or_default();
-                        Body::Chat(json!({ "chat_id": chat_id, "text": text }).to_string())
-                    })
-                }
+                Ok(Channel::Email) => renderer.reminder(&input).map(Body::Email),
+                Ok(Channel::Telegram) => renderer.chat(&input).map(|text| {
+                    let chat_id = person.address_on(Channel::Telegram).unwrap_or_default();
+                    Body::Chat(json!({ "chat_id": chat_id, "text": text }).to_string())
+                }),
                 Ok(Channel::Webhook) => Ok(Body::Chat(webhook_payload(
                     group[0],
                     person,

@@ -64,25 +64,8 @@ impl Renderer {
     }
 
     /// Renders the reminder for `recipient` from their claimed notices.
-    pub fn reminder(
-        &self,
-        agency: &str,
-        today: NaiveDate,
-        recipient: &Person,
-        notices: &[&QueuedNotice],
-        directives: &HashMap<String, Directive>,
-        snapshot: &Snapshot,
-    ) -> Result<Rendered, RenderError> {
-        let mut view = ReminderView {
-            agency: agency.to_string(),
-            date: vn_date(today),
-            recipient: RecipientView { name: recipient.name.clone(), title: recipient.title.clone() },
-            summary: String::new(),
-            subject: String::new(),
-            items: build_items(notices, directives, snapshot),
-            bounces: bounce_lines(notices, snapshot),
-        };
-        view.summary = summary(&view.items, view.bounces.len());
+    pub fn reminder(&self, input: &ReminderInput<'_>) -> Result<Rendered, RenderError> {
+        let mut view = input.view();
         let subject = self.render("reminder.subject.j2", &view)?;
         view.subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
         Ok(Rendered {
@@ -95,27 +78,34 @@ impl Renderer {
     /// The short chat version of the same reminder (Telegram and the like): a summary line
     /// and one line per directive — a confidential directive by code, due date and stage
     /// only, never its title.
-    pub fn chat(
-        &self,
-        agency: &str,
-        today: NaiveDate,
-        recipient: &Person,
-        notices: &[&QueuedNotice],
-        directives: &HashMap<String, Directive>,
-        snapshot: &Snapshot,
-    ) -> Result<String, RenderError> {
-        let items = build_items(notices, directives, snapshot);
-        let bounces = bounce_lines(notices, snapshot);
-        let view = ReminderView {
-            agency: agency.to_string(),
-            date: vn_date(today),
-            recipient: RecipientView { name: recipient.name.clone(), title: recipient.title.clone() },
+    pub fn chat(&self, input: &ReminderInput<'_>) -> Result<String, RenderError> {
+        Ok(self.render("reminder.chat.j2", &input.view())?.trim().to_string())
+    }
+}
+
+/// What one person's reminder is made from.
+pub struct ReminderInput<'a> {
+    pub agency: &'a str,
+    pub today: NaiveDate,
+    pub recipient: &'a Person,
+    pub notices: &'a [&'a QueuedNotice],
+    pub directives: &'a HashMap<String, Directive>,
+    pub snapshot: &'a Snapshot,
+}
+
+impl ReminderInput<'_> {
+    fn view(&self) -> ReminderView {
+        let items = build_items(self.notices, self.directives, self.snapshot);
+        let bounces = bounce_lines(self.notices, self.snapshot);
+        ReminderView {
+            agency: self.agency.to_string(),
+            date: vn_date(self.today),
+            recipient: RecipientView { name: self.recipient.name.clone(), title: self.recipient.title.clone() },
             summary: summary(&items, bounces.len()),
             subject: String::new(),
             items,
             bounces,
-        };
-        Ok(self.render("reminder.chat.j2", &view)?.trim().to_string())
+        }
     }
 }
 
