@@ -234,26 +234,21 @@ async fn starttls_and_implicit_tls_with_auth_deliver_and_a_wrong_password_is_dea
         let args = tls_args(mode);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let peer = SmtpPeer::start(dir.path(), &args);
-        let nv = setup(dir.path(), &peer)
-            .await
-            .with("NHACVIEC__MAIL__SMTP__HOST", "localhost")
-            .with("NHACVIEC__MAIL__SMTP__TLS", mode)
-            .with("NHACVIEC__MAIL__SMTP__CA_FILE", certs.join("ca.pem").to_str().unwrap())
-            .with("NHACVIEC__MAIL__SMTP__USERNAME", "nhacviec")
-            .with("NHACVIEC__MAIL__SMTP__PASSWORD_FILE", password.to_str().unwrap());
+        let with_password = |nv: Nhacviec, file: &std::path::Path| {
+            nv.with("NHACVIEC__MAIL__SMTP__HOST", "localhost")
+                .with("NHACVIEC__MAIL__SMTP__TLS", mode)
+                .with("NHACVIEC__MAIL__SMTP__CA_FILE", certs.join("ca.pem").to_str().unwrap())
+                .with("NHACVIEC__MAIL__SMTP__USERNAME", "nhacviec")
+                .with("NHACVIEC__MAIL__SMTP__PASSWORD_FILE", file.to_str().unwrap())
+        };
+        let nv = with_password(setup(dir.path(), &peer).await, &password);
         let out = nv.ok(&["tick", "--at", DEMO_AT]);
         assert!(out.contains("5 sent"), "{mode}: {out}");
         assert!(peer.log().iter().all(|e| e["tls"] == true && e["auth_user"] == "nhacviec"), "{mode}");
 
         let wrong = dir.path().join("wrong");
         std::fs::write(&wrong, "sai").unwrap();
-        let nv = setup(dir.path(), &peer)
-            .await
-            .with("NHACVIEC__MAIL__SMTP__HOST", "localhost")
-            .with("NHACVIEC__MAIL__SMTP__TLS", mode)
-            .with("NHACVIEC__MAIL__SMTP__CA_FILE", certs.join("ca.pem").to_str().unwrap())
-            .with("NHACVIEC__MAIL__SMTP__USERNAME", "nhacviec")
-            .with("NHACVIEC__MAIL__SMTP__PASSWORD_FILE", wrong.to_str().unwrap());
+        let nv = with_password(setup(dir.path(), &peer).await, &wrong);
         let out = nv.ok(&["tick", "--at", DEMO_AT]);
         assert!(out.contains("5 dead"), "{mode}: a rejected password is permanent: {out}");
     }
