@@ -60,6 +60,9 @@ pub struct BenchArgs {
     /// Directives inside the due window for every point of the growth curve.
     #[arg(long, default_value_t = 10_000)]
     growth_window: u64,
+    /// Skip the national cycle (the largest size again, with ~100,000 owed notices).
+    #[arg(long)]
+    no_national: bool,
     /// Emails per SMTP delivery run.
     #[arg(long, default_value_t = 10_000)]
     emails: u64,
@@ -133,7 +136,8 @@ struct Job {
     profile: Profile,
     total: u64,
     window: u64,
-    /// How many times a read-only measurement repeats (the median is reported).
+    /// Unused by the child (the parent repeats scans in separate processes); kept so jobs
+    /// printed in logs say how they were run.
     runs: u32,
     /// Label of the measurement in the results (e.g. growth instead of scan).
     label: String,
@@ -262,7 +266,7 @@ struct Generator<'a> {
     next: u64,
     rng: fastrand::Rng,
     today: NaiveDate,
-    /// Due dates by ladder position: index p + 3 for p in -3..=250.
+    /// Due dates by ladder position: index p + 3 for p in -3..=60.
     by_position: Vec<NaiveDate>,
 }
 
@@ -276,7 +280,7 @@ impl<'a> Generator<'a> {
         today: NaiveDate,
     ) -> Self {
         let mut by_position = Vec::new();
-        for p in -3i32..=250 {
+        for p in -3i32..=60 {
             let mut d = today;
             for _ in 0..p.unsigned_abs() {
                 d = if p < 0 { calendar.next_working_day(d) } else { calendar.previous_working_day(d) };
@@ -394,8 +398,9 @@ impl<'a> Generator<'a> {
             }
             22..=521 => self.rng.i32(-3..=-1),
             522..=621 => 0,
-            622..=921 => self.rng.i32(1..=9),
-            _ => self.rng.i32(10..=250),
+            622..=951 => self.rng.i32(1..=9),
+            // Long overdue: every rung of the ladder, the chief's included.
+            _ => self.rng.i32(10..=60),
         };
         d.due_on = Some(self.position(p));
     }
@@ -476,11 +481,6 @@ fn rate(work: u64, seconds: f64) -> f64 {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
 async fn child(config: Arc<Config>, job: Job) -> anyhow::Result<()> {
     let app = App::open(config.clone()).await?;
     let now = bench_now(&config)?;
@@ -538,34 +538,26 @@ async fn generate(app: &App, job: &Job, now: DateTime<Tz>, mut m: Measurement) -
     Ok(m)
 }
 
+/// One full scan, as `App::owed` does it, timed in two halves.
 async fn scan(app: &App, job: &Job, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Result<Measurement> {
     let policy = &app.config.raw.policy;
-    let (mut totals, mut snaps, mut plans) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut selected, mut owed) = (0, 0);
-    for _ in 0..job.runs.max(1) {
-        let started = Instant::now();
-        let calendar = app.calendar().await?;
-        let snapshot = app.snapshot(&calendar, now).await?;
-        let loaded = Instant::now();
-        // What App::owed does, timed in two halves.
-        let mut notices = plan(&snapshot, policy, &calendar, now);
-        notices.extend(plan_reports(&snapshot, &app.config.reports, &calendar, now));
-        let done = Instant::now();
-        totals.push((done - started).as_secs_f64());
-        snaps.push((loaded - started).as_secs_f64());
-        plans.push((done - loaded).as_secs_f64());
-        selected = snapshot.directives.len();
-        owed = notices.len();
-    }
-    m.seconds = median(totals);
+    let started = Instant::now();
+    let calendar = app.calendar().await?;
+    let snapshot = app.snapshot(&calendar, now).await?;
+    let loaded = Instant::now();
+    let mut notices = plan(&snapshot, policy, &calendar, now);
+    notices.extend(plan_reports(&snapshot, &app.config.reports, &calendar, now));
+    let done = Instant::now();
+    m.seconds = (done - started).as_secs_f64();
     m.work = job.total;
     m.unit = "directives".into();
     m.rate = rate(job.total, m.seconds);
     m.detail = format!(
-        "{selected} selected → {owed} owed; snapshot {:.3} s + plan {:.3} s (median of {})",
-        median(snaps),
-        median(plans),
-        job.runs.max(1)
+        "{} selected → {} owed; snapshot {:.3} s + plan {:.3} s",
+        snapshot.directives.len(),
+        notices.len(),
+        (loaded - started).as_secs_f64(),
+        (done - loaded).as_secs_f64()
     );
     Ok(m)
 }
@@ -621,9 +613,14 @@ fn delivery_detail(stats: &DeliveryStats) -> String {
     )
 }
 
+/// Delivery alone: what is owed is recorded first (untimed), then claimed, re-checked,
+/// rendered, recorded as messages and handed to the file transport.
 async fn render(app: &App, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Result<Measurement> {
     let calendar = app.calendar().await?;
     let snapshot = app.snapshot(&calendar, now).await?;
+    let owed = app.owed(now).await?;
+    app.store.enqueue(&owed, now.timestamp()).await?;
+    drop(owed);
     let pending = app.store.backlog().await?;
     let outlets = app.outlets()?;
     let stopping = AtomicBool::new(false);
@@ -637,8 +634,8 @@ async fn render(app: &App, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Res
     Ok(m)
 }
 
+/// `App::tick` on a fresh copy of the dataset, its outbox empty.
 async fn cycle(app: &App, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Result<Measurement> {
-    app.store.clear_outbox().await?;
     let outlets = app.outlets()?;
     let stopping = AtomicBool::new(false);
     let started = Instant::now();
@@ -712,12 +709,20 @@ async fn smtp(app: &App, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Resul
 struct Settings {
     backends: Vec<&'static str>,
     sizes: Vec<u64>,
+    /// The national cycle: (directives, directives in the window) sized for ~100,000 owed notices.
+    national: Option<(u64, u64)>,
     growth: Vec<u64>,
     growth_window: u64,
     emails: u64,
     pools: Vec<u32>,
+    /// Scans per point, each in its own process: the median time and the highest peak count.
     scan_runs: u32,
 }
+
+/// Share of the national dataset inside the due window. Each directive there owes ~1.7
+/// notices (its officer, and the head, block leader and chief as it grows overdue), so 6% of
+/// a million directives owe ~100,000 notices: the issue's whole cycle.
+const NATIONAL_WINDOW_PERCENT: u64 = 6;
 
 impl Settings {
     fn from_args(args: &BenchArgs) -> Settings {
@@ -726,10 +731,12 @@ impl Settings {
             BackendChoice::Postgres => vec!["postgres"],
             BackendChoice::Both => vec!["sqlite", "postgres"],
         };
+        let national = |total: u64| Some((total, total * NATIONAL_WINDOW_PERCENT / 100));
         if args.smoke {
             return Settings {
                 backends,
                 sizes: vec![2_000],
+                national: national(2_000),
                 growth: vec![2_000, 6_000],
                 growth_window: 200,
                 emails: 200,
@@ -740,6 +747,7 @@ impl Settings {
         Settings {
             backends,
             sizes: args.sizes.clone(),
+            national: if args.no_national { None } else { args.sizes.iter().copied().max().and_then(national) },
             growth: args.growth.clone(),
             growth_window: args.growth_window,
             emails: args.emails,
@@ -830,102 +838,162 @@ impl Parent {
     async fn run_all(&mut self, settings: &Settings) -> anyhow::Result<()> {
         for backend in settings.backends.clone() {
             for &size in &settings.sizes {
-                let window = size / 10;
-                let dataset = self.create(backend, &format!("n{size}")).await?;
-                let steps = [
-                    (Task::Generate, "generate"),
-                    (Task::Scan, "scan"),
-                    (Task::Enqueue, "enqueue"),
-                    (Task::Render, "render"),
-                    (Task::Cycle, "cycle"),
-                ];
-                for (task, label) in steps {
-                    let job = Job {
-                        task,
-                        profile: Profile::Agency,
-                        total: size,
-                        window,
-                        runs: settings.scan_runs,
-                        label: label.into(),
-                    };
-                    let ok = self.child(backend, &dataset, &job, &[]);
-                    if !ok && task == Task::Generate {
-                        break;
-                    }
-                }
-                self.drop_dataset(dataset).await;
+                self.dataset(
+                    backend,
+                    Profile::Agency,
+                    size,
+                    size / 10,
+                    settings.scan_runs,
+                    "scan",
+                    &[(Task::Enqueue, "enqueue"), (Task::Render, "render"), (Task::Cycle, "cycle")],
+                )
+                .await?;
+            }
+            if let Some((total, window)) = settings.national {
+                self.dataset(
+                    backend,
+                    Profile::Agency,
+                    total,
+                    window,
+                    0,
+                    "",
+                    &[(Task::Render, "national_render"), (Task::Cycle, "national_cycle")],
+                )
+                .await?;
             }
             for &total in &settings.growth {
                 let window = settings.growth_window.min(total);
-                let dataset = self.create(backend, &format!("g{total}")).await?;
-                let generate = Job {
-                    task: Task::Generate,
-                    profile: Profile::Agency,
-                    total,
-                    window,
-                    runs: 1,
-                    label: "generate".into(),
-                };
-                if self.child(backend, &dataset, &generate, &[]) {
-                    let job = Job { task: Task::Scan, label: "growth".into(), runs: settings.scan_runs, ..generate };
-                    self.child(backend, &dataset, &job, &[]);
-                }
-                self.drop_dataset(dataset).await;
+                self.dataset(backend, Profile::Agency, total, window, settings.scan_runs, "growth", &[]).await?;
             }
             if let Some((host, port)) = self.smtp.clone() {
-                let n = settings.emails;
-                let dataset = self.create(backend, "smtp").await?;
-                let base = Job {
-                    task: Task::Generate,
-                    profile: Profile::Delivery,
-                    total: n,
-                    window: n,
-                    runs: 1,
-                    label: "generate".into(),
-                };
-                let ready = self.child(backend, &dataset, &base, &[])
-                    && self.child(
-                        backend,
-                        &dataset,
-                        &Job { task: Task::SmtpPrepare, label: "smtp_prepare".into(), ..base.clone() },
-                        &[],
-                    );
-                if ready {
-                    for &pool in &settings.pools {
-                        let env = [
-                            ("NHACVIEC__MAIL__TRANSPORT", "smtp".to_string()),
-                            ("NHACVIEC__MAIL__SMTP__HOST", host.clone()),
-                            ("NHACVIEC__MAIL__SMTP__PORT", port.to_string()),
-                            ("NHACVIEC__MAIL__SMTP__POOL_SIZE", pool.to_string()),
-                            ("NHACVIEC__DELIVERY__CONCURRENCY", pool.to_string()),
-                        ];
-                        let job = Job { task: Task::Smtp, label: "smtp".into(), ..base.clone() };
-                        self.child(backend, &dataset, &job, &env);
-                    }
-                }
-                self.drop_dataset(dataset).await;
+                self.delivery(backend, settings, &host, port).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Generates one dataset, scans it `scans` times (each scan its own process), then runs
+    /// each destructive step on a fresh copy of it, so every step starts from the same state.
+    #[allow(clippy::too_many_arguments)]
+    async fn dataset(
+        &mut self,
+        backend: &str,
+        profile: Profile,
+        total: u64,
+        window: u64,
+        scans: u32,
+        scan_label: &str,
+        steps: &[(Task, &str)],
+    ) -> anyhow::Result<()> {
+        let base = self.create(backend, &format!("{scan_label}{total}w{window}")).await?;
+        let job = |task, label: &str| Job { task, profile, total, window, runs: 1, label: label.into() };
+        if self.child(backend, &base, &job(Task::Generate, "generate"), &[]) {
+            if scans > 0 {
+                self.scans(backend, &base, &job(Task::Scan, scan_label), scans);
+            }
+            for (task, label) in steps {
+                let copy = self.copy(backend, &base, label).await?;
+                self.child(backend, &copy, &job(*task, label), &[]);
+                self.drop_dataset(copy).await;
+            }
+        }
+        self.drop_dataset(base).await;
+        Ok(())
+    }
+
+    /// `runs` scans in as many processes: one row with the median time and the highest peak.
+    fn scans(&mut self, backend: &str, dataset: &Dataset, job: &Job, runs: u32) {
+        let mut all = Vec::new();
+        for _ in 0..runs {
+            match self.spawn(dataset, job, &[]) {
+                Ok(list) => all.extend(list),
+                Err(e) => {
+                    let what = format!("{backend} {} n={}", job.label, job.total);
+                    eprintln!("bench: {what} failed: {e:#}");
+                    self.failures.push(format!("{what}: {e:#}"));
+                    return;
+                }
+            }
+        }
+        all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        let peak = all.iter().map(|m| m.peak_rss_mb).fold(0.0, f64::max);
+        if let Some(mut m) = all.get(all.len() / 2).cloned() {
+            m.peak_rss_mb = peak;
+            m.detail = format!("{} (median of {runs} runs, each its own process)", m.detail);
+            self.record(backend, m);
+        }
+    }
+
+    async fn delivery(&mut self, backend: &str, settings: &Settings, host: &str, port: u16) -> anyhow::Result<()> {
+        let n = settings.emails;
+        let dataset = self.create(backend, "smtp").await?;
+        let base = Job {
+            task: Task::Generate,
+            profile: Profile::Delivery,
+            total: n,
+            window: n,
+            runs: 1,
+            label: "generate".into(),
+        };
+        let prepare = Job { task: Task::SmtpPrepare, label: "smtp_prepare".into(), ..base.clone() };
+        if self.child(backend, &dataset, &base, &[]) && self.child(backend, &dataset, &prepare, &[]) {
+            for &pool in &settings.pools {
+                let env = [
+                    ("NHACVIEC__MAIL__TRANSPORT", "smtp".to_string()),
+                    ("NHACVIEC__MAIL__SMTP__HOST", host.to_string()),
+                    ("NHACVIEC__MAIL__SMTP__PORT", port.to_string()),
+                    ("NHACVIEC__MAIL__SMTP__POOL_SIZE", pool.to_string()),
+                    ("NHACVIEC__DELIVERY__CONCURRENCY", pool.to_string()),
+                ];
+                let job = Job { task: Task::Smtp, label: "smtp".into(), ..base.clone() };
+                self.child(backend, &dataset, &job, &env);
+            }
+        }
+        self.drop_dataset(dataset).await;
         Ok(())
     }
 
     async fn create(&self, backend: &str, name: &str) -> anyhow::Result<Dataset> {
         if backend == "sqlite" {
             let path = self.work.join(format!("{name}.db"));
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
+            remove_sqlite(&path.display().to_string());
             return Ok(Dataset { url: format!("sqlite://{}", path.display()), pg_name: None });
         }
+        self.create_pg("").await
+    }
+
+    /// A new PostgreSQL database, empty or a copy of `template`.
+    async fn create_pg(&self, template: &str) -> anyhow::Result<Dataset> {
         use sqlx::Connection;
         let db = format!("nhacviec_bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let mut conn = sqlx::PgConnection::connect(&self.pg_admin)
             .await
             .with_context(|| format!("PostgreSQL is not reachable at {}", crate::config::redact_url(&self.pg_admin)))?;
-        sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut conn).await?;
+        let from = if template.is_empty() { String::new() } else { format!(" TEMPLATE {template}") };
+        sqlx::query(&format!("CREATE DATABASE {db}{from}")).execute(&mut conn).await?;
         let _ = conn.close().await;
         let base = self.pg_admin.rsplit_once('/').map_or(self.pg_admin.as_str(), |(b, _)| b);
         Ok(Dataset { url: format!("{base}/{db}"), pg_name: Some(db) })
+    }
+
+    /// A copy of a generated dataset (a file copy; `CREATE DATABASE … TEMPLATE`).
+    async fn copy(&self, backend: &str, base: &Dataset, label: &str) -> anyhow::Result<Dataset> {
+        match &base.pg_name {
+            Some(template) => self.create_pg(template).await,
+            None => {
+                let from = base.url.trim_start_matches("sqlite://");
+                let to = format!("{from}.{label}.db");
+                remove_sqlite(&to);
+                for suffix in ["", "-wal"] {
+                    let source = format!("{from}{suffix}");
+                    if Path::new(&source).exists() {
+                        std::fs::copy(&source, format!("{to}{suffix}"))
+                            .with_context(|| format!("cannot copy {source} for {backend} {label}"))?;
+                    }
+                }
+                Ok(Dataset { url: format!("sqlite://{to}"), pg_name: None })
+            }
+        }
     }
 
     async fn drop_dataset(&self, dataset: Dataset) {
@@ -941,13 +1009,18 @@ impl Parent {
                     let _ = conn.close().await;
                 }
             }
-            None => {
-                let path = dataset.url.trim_start_matches("sqlite://").to_string();
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
-                }
-            }
+            None => remove_sqlite(dataset.url.trim_start_matches("sqlite://")),
         }
+    }
+
+    fn record(&mut self, backend: &str, mut m: Measurement) {
+        m.backend = backend.to_string();
+        judge(&mut m);
+        eprintln!("bench: {}", one_line(&m));
+        if let Some(out) = &mut self.out {
+            let _ = serde_json::to_string(&m).map(|line| writeln!(out, "{line}"));
+        }
+        self.results.push(m);
     }
 
     /// Runs one job in a child process; records its results (or its failure). True on success.
@@ -955,14 +1028,8 @@ impl Parent {
         let what = format!("{backend} {} n={}", job.label, job.total);
         match self.spawn(dataset, job, env) {
             Ok(list) => {
-                for mut m in list {
-                    m.backend = backend.to_string();
-                    judge(&mut m);
-                    eprintln!("bench: {}", one_line(&m));
-                    if let Some(out) = &mut self.out {
-                        let _ = serde_json::to_string(&m).map(|line| writeln!(out, "{line}"));
-                    }
-                    self.results.push(m);
+                for m in list {
+                    self.record(backend, m);
                 }
                 true
             }
@@ -998,8 +1065,9 @@ impl Parent {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // The .eml files stay until the run ends: deleting thousands of files makes ext4 slow
+        // to create the next child's (it skips recently freed inodes), which would be timed.
         let output = cmd.output().context("cannot start the child process")?;
-        let _ = std::fs::remove_dir_all(&mail_dir);
         if !output.status.success() {
             bail!("child exited with {}", output.status);
         }
@@ -1014,6 +1082,12 @@ impl Parent {
             bail!("child reported nothing");
         }
         Ok(list)
+    }
+}
+
+fn remove_sqlite(path: &str) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
     }
 }
 
@@ -1073,13 +1147,13 @@ fn machine() -> String {
     format!("{model}, {cores} core(s)")
 }
 
-/// The issue's targets: full scan of 1M ≤ 1 s, ≤ 150 MB at 1M, whole cycle at 1M ≤ 5 s,
-/// ≥ 1,000 emails/s.
+/// The issue's targets: full scan of 1M ≤ 1 s, ≤ 150 MB at 1M, whole cycle at 1M with
+/// ~100,000 owed notices ≤ 5 s, ≥ 1,000 emails/s.
 fn judge(m: &mut Measurement) {
     let at_scale = m.directives >= 1_000_000;
     let (target, met) = match m.measurement.as_str() {
         "scan" if at_scale => ("≤ 1 s, ≤ 150 MB", m.seconds <= 1.0 && m.peak_rss_mb <= 150.0),
-        "cycle" if at_scale => ("≤ 5 s, ≤ 150 MB", m.seconds <= 5.0 && m.peak_rss_mb <= 150.0),
+        "national_cycle" if at_scale => ("≤ 5 s, ≤ 150 MB", m.seconds <= 5.0 && m.peak_rss_mb <= 150.0),
         s if s.starts_with("smtp pool") => ("≥ 1,000 emails/s", m.rate >= 1000.0),
         _ => return,
     };
@@ -1116,7 +1190,7 @@ fn one_line(m: &Measurement) -> String {
 
 fn table(results: &[Measurement]) -> String {
     let mut out = format!(
-        "Machine: {}. Instant: {BENCH_AT}. Median of 3 runs for scans.\n\n\
+        "Machine: {}. Instant: {BENCH_AT}.\n\n\
          | Backend | Measurement | Directives (in window) | Work | Time | Rate | Peak RSS | Target |\n\
          |---|---|---:|---:|---:|---:|---:|---|\n",
         machine()

@@ -33,12 +33,16 @@ fn the_smoke_benchmark_reports_every_measurement_on_both_backends() {
         .collect();
     for backend in ["sqlite", "postgres"] {
         for measurement in [
+            "generate",
             "scan",
             "enqueue",
             "enqueue_replay",
             "render",
             "cycle",
+            "national_render",
+            "national_cycle",
             "growth",
+            "smtp_prepare",
             "smtp pool 1",
             "smtp pool 4",
             "smtp pool 8",

@@ -332,12 +332,7 @@ impl Store {
                 let mut chunks =
                     sqlx::query_as::<_, (String,)>(&sql).bind(due_until).bind(closed_since).fetch(&self.pool);
                 while let Some((chunk,)) = chunks.try_next().await? {
-                    let rows: Vec<DirectiveRow> = serde_json::from_str(&chunk).map_err(|e| StoreError::Corrupt {
-                        table: "directives",
-                        column: "(planning selection)",
-                        value: e.to_string(),
-                    })?;
-                    for row in rows {
+                    for row in parse_directive_rows(&chunk)? {
                         directives.push(Directive::try_from(row)?);
                     }
                 }
@@ -378,17 +373,34 @@ impl Store {
     /// The current state of the given directives (delivery re-checks queued notices with it).
     pub async fn directives_by_code(&self, codes: &[String]) -> Result<Vec<Directive>> {
         let mut out = Vec::with_capacity(codes.len());
-        for chunk in codes.chunks(500) {
-            let sql = format!(
-                "SELECT {DIRECTIVE_COLUMNS} FROM directives WHERE code IN {}",
-                Marks::new(self.backend).tuple(chunk.len())
-            );
-            let mut query = sqlx::query_as::<_, DirectiveRow>(&sql);
-            for code in chunk {
-                query = query.bind(code.clone());
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                out.push(Directive::try_from(row)?);
+        for chunk in codes.chunks(rows_per_statement(1)) {
+            let list = Marks::new(self.backend).tuple(chunk.len());
+            match self.backend {
+                Backend::Postgres => {
+                    let sql = format!("SELECT {DIRECTIVE_COLUMNS} FROM directives WHERE code IN {list}");
+                    let mut query = sqlx::query_as::<_, DirectiveRow>(&sql);
+                    for code in chunk {
+                        query = query.bind(code.as_str());
+                    }
+                    for row in query.fetch_all(&self.pool).await? {
+                        out.push(Directive::try_from(row)?);
+                    }
+                }
+                Backend::Sqlite => {
+                    // One JSON row instead of a row per directive (see `planning_directives`):
+                    // a national round re-checks the directive of every one of its notices.
+                    let sql = format!(
+                        "SELECT json_group_array(json_array({DIRECTIVE_COLUMNS})) FROM directives WHERE code IN {list}"
+                    );
+                    let mut query = sqlx::query_as::<_, (String,)>(&sql);
+                    for code in chunk {
+                        query = query.bind(code.as_str());
+                    }
+                    let (json,) = query.fetch_one(&self.pool).await?;
+                    for row in parse_directive_rows(&json)? {
+                        out.push(Directive::try_from(row)?);
+                    }
+                }
             }
         }
         Ok(out)
@@ -446,4 +458,13 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Directive rows that SQLite aggregated into a JSON array of arrays, in column order.
+fn parse_directive_rows(json: &str) -> Result<Vec<DirectiveRow>> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        table: "directives",
+        column: "(json_group_array of the selection)",
+        value: e.to_string(),
+    })
 }

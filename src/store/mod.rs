@@ -2,7 +2,9 @@
 //! calendar flow in from `import`; the planner's snapshot flows out; the outbox lives here.
 //! One code path serves SQLite and PostgreSQL through sqlx's `Any` driver with portable SQL
 //! (`$n` placeholders, ISO-text dates, integer epochs); SQL differs per backend only where it
-//! must (write-transaction start, claiming with `SKIP LOCKED`).
+//! must (write-transaction start, claiming with `SKIP LOCKED`) or where one backend is slow at
+//! scale: `?` in SQLite's bulk statements, SQLite's large reads aggregated into JSON rows, an
+//! index named to SQLite's planner, sequential scans ruled out for PostgreSQL's key lookups.
 
 mod directory;
 mod outbox;
