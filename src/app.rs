@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 /// What one tick did, for logs, `tick`'s summary and the daemon's status line.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -139,10 +140,13 @@ impl App {
         outlets: &Outlets,
         stopping: &AtomicBool,
     ) -> anyhow::Result<TickReport> {
+        let started = Instant::now();
         let calendar = self.calendar().await?;
         let snapshot = self.snapshot(&calendar, now).await?;
         let owed = self.plan_all(&snapshot, &calendar, now);
+        let planned = started.elapsed();
         let recorded = self.store.enqueue(&owed, now.timestamp()).await?;
+        tracing::debug!(?planned, enqueued = ?(started.elapsed() - planned), owed = owed.len(), recorded, "tick planned");
         let in_window = in_send_window(&self.config, &calendar, now);
         let delivery = if in_window {
             Deliverer {

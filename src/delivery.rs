@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::domain::{Bounce, Channel, Directive, Notice, NoticeKind, Person, Status};
 use crate::metrics::Metrics;
 use crate::outbox::retry_delay;
+use crate::parallel::map_in_parallel;
 use crate::planner::{plan_bounces, plan_directive, Snapshot};
 use crate::render::{ReminderInput, RenderError, Rendered};
 use crate::reports::{audience_of, render_report, report_still_owed, report_window, ReportInput};
@@ -33,6 +34,22 @@ pub struct DeliveryStats {
     pub superseded: usize,
     /// Outcomes not recorded because another process had taken the lease over.
     pub lease_lost: usize,
+}
+
+/// The notices that become one message: (recipient, channel, slot) and the notices.
+type Group<'n> = ((String, String, usize), Vec<&'n QueuedNotice>);
+
+/// Most outcomes recorded in one transaction.
+const OUTCOMES_PER_COMMIT: usize = 256;
+
+/// Where a delivery pass spent its time (logged at debug level when the pass ends).
+#[derive(Debug, Default)]
+struct Phases {
+    claim: Duration,
+    /// Re-checking against the directives, rendering and MIME-encoding.
+    prepare: Duration,
+    commit: Duration,
+    send: Duration,
 }
 
 /// Everything a delivery pass needs besides the store.
@@ -64,8 +81,9 @@ impl Deliverer<'_> {
         now: DateTime<Tz>,
     ) -> Result<DeliveryStats, crate::store::StoreError> {
         let mut stats = DeliveryStats::default();
+        let mut phases = Phases::default();
         while !self.stopping.load(Ordering::SeqCst) {
-            let fresh = self.claim_and_record(snapshot, calendar, now, &mut stats).await?;
+            let fresh = self.claim_and_record(snapshot, calendar, now, &mut stats, &mut phases).await?;
             let batch = if fresh.is_empty() {
                 let due = self
                     .store
@@ -84,8 +102,11 @@ impl Deliverer<'_> {
             } else {
                 fresh
             };
+            let started = Instant::now();
             self.send_all(batch, now, &mut stats).await?;
+            phases.send += started.elapsed();
         }
+        tracing::debug!(?phases, ?stats, "delivery pass done");
         Ok(stats)
     }
 
@@ -98,13 +119,17 @@ impl Deliverer<'_> {
         calendar: &Calendar,
         now: DateTime<Tz>,
         stats: &mut DeliveryStats,
+        phases: &mut Phases,
     ) -> Result<Vec<ClaimedMessage>, crate::store::StoreError> {
+        let started = Instant::now();
         let claim = self.store.claim_notices(self.config.raw.delivery.batch_size).await?;
+        phases.claim += started.elapsed();
         if claim.notices.is_empty() {
             return Ok(Vec::new());
         }
         let (reports, reminders): (Vec<&QueuedNotice>, Vec<&QueuedNotice>) =
             claim.notices.iter().partition(|n| n.kind == NoticeKind::Digest.as_str());
+        let started = Instant::now();
         let mut superseded = Vec::new();
         let mut messages = Vec::new();
         if !reminders.is_empty() {
@@ -113,8 +138,11 @@ impl Deliverer<'_> {
         if !reports.is_empty() {
             self.report_messages(snapshot, calendar, now, &reports, &mut messages, &mut superseded).await?;
         }
+        phases.prepare += started.elapsed();
+        let started = Instant::now();
         let lease_until = self.lease_until();
         claim.commit(&messages, &superseded, self.owner, lease_until, now.timestamp()).await?;
+        phases.commit += started.elapsed();
         stats.superseded += superseded.len();
         stats.messages_created += messages.len();
         for (key, reason) in &superseded {
@@ -183,11 +211,13 @@ impl Deliverer<'_> {
         }
         let agency = &self.config.raw.agency.name;
         let renderer = &self.outlets.renderer;
-        for ((recipient, channel, _), group) in groups {
-            let Some(person) = snapshot.people.get(&recipient) else { continue };
+        let groups: Vec<Group> = groups.into_iter().collect();
+        // Rendering and MIME-encoding are the CPU-heavy part of a round: spread over the cores.
+        let built = map_in_parallel(&groups, |((recipient, channel, _), group)| {
+            let person = snapshot.people.get(recipient)?;
             let keys: Vec<String> = group.iter().map(|n| n.key.clone()).collect();
             let input =
-                ReminderInput { agency, today, recipient: person, notices: &group, directives: &directives, snapshot };
+                ReminderInput { agency, today, recipient: person, notices: group, directives: &directives, snapshot };
             let body = match channel.parse::<Channel>() {
                 Ok(Channel::Email) => renderer.reminder(&input).map(Body::Email),
                 Ok(Channel::Telegram) => renderer.chat(&input).map(|text| {
@@ -199,12 +229,15 @@ impl Deliverer<'_> {
                     person,
                     directives.get(group[0].directive.as_deref().unwrap_or_default()),
                 ))),
-                Err(e) => {
-                    superseded.extend(keys.into_iter().map(|k| (k, e.clone())));
-                    continue;
-                }
+                Err(e) => return Some(Err(keys.into_iter().map(|k| (k, e.clone())).collect())),
             };
-            self.record(body, "reminder", person, &channel, keys, now, messages, superseded);
+            Some(self.build(body, "reminder", person, channel, keys, now))
+        });
+        for result in built.into_iter().flatten() {
+            match result {
+                Ok(message) => messages.push(message),
+                Err(stale) => superseded.extend(stale),
+            }
         }
         Ok(())
     }
@@ -240,15 +273,17 @@ impl Deliverer<'_> {
             let rendered =
                 render_report(&self.outlets.digests, &input, person, &audience, &notice.stage).map(Body::Email);
             let kind = if notice.ladder == "report" { "report" } else { "digest" };
-            self.record(rendered, kind, person, &notice.channel, vec![notice.key.clone()], now, messages, superseded);
+            match self.build(rendered, kind, person, &notice.channel, vec![notice.key.clone()], now) {
+                Ok(message) => messages.push(message),
+                Err(stale) => superseded.extend(stale),
+            }
         }
         Ok(())
     }
 
-    /// Turns a rendering into a recorded message; a rendering or addressing failure
-    /// supersedes its notices with the reason rather than blocking the batch.
-    #[allow(clippy::too_many_arguments)]
-    fn record(
+    /// Turns a rendering into a message to record; a rendering or addressing failure
+    /// supersedes its notices (returned with the reason) rather than blocking the batch.
+    fn build(
         &self,
         body: Result<Body, RenderError>,
         kind: &str,
@@ -256,15 +291,12 @@ impl Deliverer<'_> {
         channel: &str,
         keys: Vec<String>,
         now: DateTime<Tz>,
-        messages: &mut Vec<NewMessage>,
-        superseded: &mut Vec<(String, String)>,
-    ) {
+    ) -> Result<NewMessage, Vec<(String, String)>> {
         let body = match body {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(recipient = %person.code, error = %e, "cannot render a message");
-                superseded.extend(keys.into_iter().map(|k| (k, format!("cannot be rendered: {e}"))));
-                return;
+                return Err(keys.into_iter().map(|k| (k, format!("cannot be rendered: {e}"))).collect());
             }
         };
         let id = uuid::Uuid::new_v4().to_string();
@@ -287,7 +319,7 @@ impl Deliverer<'_> {
             }
         };
         match composed {
-            Ok((subject, payload)) => messages.push(NewMessage {
+            Ok((subject, payload)) => Ok(NewMessage {
                 id,
                 message_id,
                 kind: kind.to_string(),
@@ -298,7 +330,7 @@ impl Deliverer<'_> {
                 payload,
                 notice_keys: keys,
             }),
-            Err(e) => superseded.extend(keys.into_iter().map(|k| (k, format!("cannot be addressed: {e}")))),
+            Err(e) => Err(keys.into_iter().map(|k| (k, format!("cannot be addressed: {e}"))).collect()),
         }
     }
 
@@ -311,8 +343,11 @@ impl Deliverer<'_> {
         }
     }
 
-    /// Sends a batch, `delivery.concurrency` at a time, recording each outcome as soon as
-    /// its send returns — so a crash mid-batch leaves at most the sends in flight unrecorded.
+    /// Sends a batch, `delivery.concurrency` at a time. Outcomes are recorded as soon as their
+    /// sends return, those that are ready at the same moment in one transaction (a group
+    /// commit: one commit per message is what a round of thousands of messages spends most of
+    /// its recording time on). A crash mid-batch leaves at most the sends in flight and the
+    /// group being recorded unrecorded; their leases expire and they go out again.
     async fn send_all(
         &self,
         batch: Vec<ClaimedMessage>,
@@ -320,35 +355,36 @@ impl Deliverer<'_> {
         stats: &mut DeliveryStats,
     ) -> Result<(), crate::store::StoreError> {
         let concurrency = usize::try_from(self.config.raw.delivery.concurrency).unwrap_or(1);
-        let recorded: Vec<Result<Option<(MessageOutcome, bool)>, crate::store::StoreError>> = stream::iter(batch)
+        let mut sent = stream::iter(batch)
             .map(|m| async move {
                 if self.stopping.load(Ordering::SeqCst) {
-                    return Ok(None);
+                    return None;
                 }
                 let result = self.send_one(&m).await;
                 let outcome = self.outcome(&m, result, now);
                 self.log_outcome(&m, &outcome);
-                let held = self.record_outcome(&m, &outcome, now).await?;
-                if let (MessageOutcome::Dead { error }, true) = (&outcome, held) {
-                    self.fall_back(&m, error, now).await?;
-                }
-                if !held {
-                    tracing::warn!(message_id = %m.message_id, "lease lost before the outcome was recorded");
-                }
-                Ok(Some((outcome, held)))
+                Some((m, outcome))
             })
             .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        for entry in recorded {
-            let Some((outcome, held)) = entry? else { continue };
-            match outcome {
-                MessageOutcome::Sent => stats.sent += 1,
-                MessageOutcome::Retry { .. } => stats.retry_later += 1,
-                MessageOutcome::Dead { .. } => stats.dead += 1,
+            .ready_chunks(OUTCOMES_PER_COMMIT);
+        while let Some(ready) = sent.next().await {
+            let done: Vec<(ClaimedMessage, MessageOutcome)> = ready.into_iter().flatten().collect();
+            if done.is_empty() {
+                continue;
             }
-            if !held {
-                stats.lease_lost += 1;
+            let held = self.record_outcomes(&done, now).await?;
+            for ((m, outcome), held) in done.iter().zip(held) {
+                match outcome {
+                    MessageOutcome::Sent => stats.sent += 1,
+                    MessageOutcome::Retry { .. } => stats.retry_later += 1,
+                    MessageOutcome::Dead { .. } => stats.dead += 1,
+                }
+                if !held {
+                    stats.lease_lost += 1;
+                    tracing::warn!(message_id = %m.message_id, "lease lost before the outcome was recorded");
+                } else if let MessageOutcome::Dead { error } = outcome {
+                    self.fall_back(m, error, now).await?;
+                }
             }
         }
         Ok(())
@@ -434,22 +470,23 @@ impl Deliverer<'_> {
         }
     }
 
-    /// Records a send's outcome. The send has already happened, so a database hiccup here
-    /// (a restart, a failover) is retried for a while rather than left to the lease — an
-    /// expired lease would send the message again.
-    async fn record_outcome(
+    /// Records the outcomes of sends that have happened, in one transaction; says for each
+    /// whether this process still held its lease. A database hiccup here (a restart, a
+    /// failover) is retried for a while rather than left to the lease — an expired lease
+    /// would send the messages again.
+    async fn record_outcomes(
         &self,
-        message: &ClaimedMessage,
-        outcome: &MessageOutcome,
+        done: &[(ClaimedMessage, MessageOutcome)],
         now: DateTime<Tz>,
-    ) -> Result<bool, crate::store::StoreError> {
+    ) -> Result<Vec<bool>, crate::store::StoreError> {
+        let outcomes: Vec<(&str, &MessageOutcome)> = done.iter().map(|(m, o)| (m.id.as_str(), o)).collect();
         let mut wait = Duration::from_millis(250);
         let give_up = Instant::now() + Duration::from_secs(60);
         loop {
-            match self.store.finish_message(&message.id, self.owner, outcome, now.timestamp()).await {
+            match self.store.finish_messages(self.owner, &outcomes, now.timestamp()).await {
                 Ok(held) => return Ok(held),
                 Err(e) if Instant::now() < give_up => {
-                    tracing::warn!(message_id = %message.message_id, error = %e, "cannot record a send yet; retrying");
+                    tracing::warn!(messages = outcomes.len(), error = %e, "cannot record sends yet; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }

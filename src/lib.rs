@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod monthly;
 pub mod notify;
 pub mod outbox;
+pub mod parallel;
 pub mod planner;
 pub mod policy;
 pub mod render;
