@@ -344,10 +344,11 @@ impl Deliverer<'_> {
     }
 
     /// Sends a batch, `delivery.concurrency` at a time. Outcomes are recorded as soon as their
-    /// sends return, those that are ready at the same moment in one transaction (a group
-    /// commit: one commit per message is what a round of thousands of messages spends most of
-    /// its recording time on). A crash mid-batch leaves at most the sends in flight and the
-    /// group being recorded unrecorded; their leases expire and they go out again.
+    /// sends return, while other sends go on; those that return while a recording is under
+    /// way are recorded together, in one transaction (a group commit: one commit per message
+    /// is what a round of thousands of messages spends most of its recording time on). A crash
+    /// mid-batch leaves at most the sends in flight and the group being recorded unrecorded;
+    /// their leases expire and they go out again.
     async fn send_all(
         &self,
         batch: Vec<ClaimedMessage>,
@@ -355,36 +356,71 @@ impl Deliverer<'_> {
         stats: &mut DeliveryStats,
     ) -> Result<(), crate::store::StoreError> {
         let concurrency = usize::try_from(self.config.raw.delivery.concurrency).unwrap_or(1);
-        let mut sent = stream::iter(batch)
-            .map(|m| async move {
-                if self.stopping.load(Ordering::SeqCst) {
-                    return None;
+        // Set when outcomes can no longer be recorded: start no send whose outcome would be lost.
+        let unrecordable = AtomicBool::new(false);
+        let (returned, mut to_record) = tokio::sync::mpsc::unbounded_channel::<(ClaimedMessage, MessageOutcome)>();
+        let sending = async {
+            let returned = returned;
+            stream::iter(batch)
+                .map(|m| async {
+                    if self.stopping.load(Ordering::SeqCst) || unrecordable.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                    let result = self.send_one(&m).await;
+                    let outcome = self.outcome(&m, result, now);
+                    self.log_outcome(&m, &outcome);
+                    Some((m, outcome))
+                })
+                .buffer_unordered(concurrency)
+                .for_each(|done| {
+                    if let Some(done) = done {
+                        // The receiver is gone only after a recording error, reported below.
+                        let _ = returned.send(done);
+                    }
+                    std::future::ready(())
+                })
+                .await;
+        };
+        let recording = async {
+            while let Some(first) = to_record.recv().await {
+                let mut done = vec![first];
+                while done.len() < OUTCOMES_PER_COMMIT {
+                    match to_record.try_recv() {
+                        Ok(more) => done.push(more),
+                        Err(_) => break,
+                    }
                 }
-                let result = self.send_one(&m).await;
-                let outcome = self.outcome(&m, result, now);
-                self.log_outcome(&m, &outcome);
-                Some((m, outcome))
-            })
-            .buffer_unordered(concurrency)
-            .ready_chunks(OUTCOMES_PER_COMMIT);
-        while let Some(ready) = sent.next().await {
-            let done: Vec<(ClaimedMessage, MessageOutcome)> = ready.into_iter().flatten().collect();
-            if done.is_empty() {
-                continue;
+                let recorded = self.record_group(&done, now, stats).await;
+                if recorded.is_err() {
+                    unrecordable.store(true, Ordering::SeqCst);
+                    return recorded;
+                }
             }
-            let held = self.record_outcomes(&done, now).await?;
-            for ((m, outcome), held) in done.iter().zip(held) {
-                match outcome {
-                    MessageOutcome::Sent => stats.sent += 1,
-                    MessageOutcome::Retry { .. } => stats.retry_later += 1,
-                    MessageOutcome::Dead { .. } => stats.dead += 1,
-                }
-                if !held {
-                    stats.lease_lost += 1;
-                    tracing::warn!(message_id = %m.message_id, "lease lost before the outcome was recorded");
-                } else if let MessageOutcome::Dead { error } = outcome {
-                    self.fall_back(m, error, now).await?;
-                }
+            Ok(())
+        };
+        let ((), recorded) = tokio::join!(sending, recording);
+        recorded
+    }
+
+    /// Records one group of outcomes, counts them, and falls back to chat for dead emails.
+    async fn record_group(
+        &self,
+        done: &[(ClaimedMessage, MessageOutcome)],
+        now: DateTime<Tz>,
+        stats: &mut DeliveryStats,
+    ) -> Result<(), crate::store::StoreError> {
+        let held = self.record_outcomes(done, now).await?;
+        for ((m, outcome), held) in done.iter().zip(held) {
+            match outcome {
+                MessageOutcome::Sent => stats.sent += 1,
+                MessageOutcome::Retry { .. } => stats.retry_later += 1,
+                MessageOutcome::Dead { .. } => stats.dead += 1,
+            }
+            if !held {
+                stats.lease_lost += 1;
+                tracing::warn!(message_id = %m.message_id, "lease lost before the outcome was recorded");
+            } else if let MessageOutcome::Dead { error } = outcome {
+                self.fall_back(m, error, now).await?;
             }
         }
         Ok(())
