@@ -19,6 +19,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("reminder.chat.j2", include_str!("../config/templates/reminder.chat.j2")),
 ];
 
+/// Items shown in full (a card each, every field on its own line); past these, one line per
+/// item. A leader's escalations can list hundreds of directives: as cards they ran to megabytes
+/// (the chief's, 7 MB), which phones scroll past and Gmail clips after 102 KB.
+pub const DETAILED_ITEMS: usize = 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("template {name}: {source}")]
@@ -103,6 +108,7 @@ impl ReminderInput<'_> {
             recipient: RecipientView { name: self.recipient.name.clone(), title: self.recipient.title.clone() },
             summary: summary(&items, bounces.len()),
             subject: String::new(),
+            detailed: DETAILED_ITEMS,
             items,
             bounces,
         }
@@ -116,6 +122,8 @@ struct ReminderView {
     recipient: RecipientView,
     summary: String,
     subject: String,
+    /// How many items (the most urgent) are shown in full; the rest one line each.
+    detailed: usize,
     items: Vec<ItemView>,
     /// "Đồng chí X: thư gửi tới x@… bị trả lại (lý do)" — for a unit head.
     bounces: Vec<String>,
@@ -336,4 +344,99 @@ fn truncate(s: &str, max_chars: usize) -> String {
     }
     let cut: String = s.chars().take(max_chars.saturating_sub(1)).collect();
     format!("{}…", cut.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DirectiveKind, Reach, Role, Status, Unit};
+
+    fn person(code: &str, role: Role) -> Person {
+        Person {
+            code: code.into(),
+            name: format!("Nguyễn Văn {code}"),
+            title: "Phó Chánh Thanh tra".into(),
+            email: format!("{code}@example.gov.vn"),
+            unit: "P1".into(),
+            role,
+            active: true,
+            reach: Reach::default(),
+        }
+    }
+
+    fn directive(i: usize) -> Directive {
+        Directive {
+            code: format!("NV-{i:03}"),
+            kind: DirectiveKind::Task,
+            title: format!("Xử lý kiến nghị số {i} về đất đai"),
+            source: "KL 12/KL-TTr".into(),
+            unit: "P1".into(),
+            assignee: Some("cb1".into()),
+            leader: None,
+            assigned_on: None,
+            due_on: NaiveDate::from_ymd_opt(2025, 8, 1),
+            status: Status::Open,
+            completed_on: None,
+            closed_on: None,
+            result: None,
+            confidential: false,
+        }
+    }
+
+    fn escalation(d: &Directive, days: i64) -> QueuedNotice {
+        QueuedNotice {
+            key: format!("escalation:{}:pct:T+5:email", d.code),
+            kind: "escalation".into(),
+            directive: Some(d.code.clone()),
+            recipient: "pct".into(),
+            address: "pct@example.gov.vn".into(),
+            channel: "email".into(),
+            ladder: "escalate_leader".into(),
+            stage: "T+5".into(),
+            effective_due: Some("2025-08-01".into()),
+            days_overdue: days,
+        }
+    }
+
+    #[test]
+    fn a_long_list_shows_the_most_urgent_in_full_and_every_other_item_on_one_line() {
+        let total = DETAILED_ITEMS + 15;
+        let directives: Vec<Directive> = (1..=total).map(directive).collect();
+        let notices: Vec<QueuedNotice> =
+            directives.iter().enumerate().map(|(i, d)| escalation(d, 100 - i64::try_from(i).unwrap())).collect();
+        let refs: Vec<&QueuedNotice> = notices.iter().collect();
+        let unit = Unit { code: "P1".into(), name: "Phòng Nghiệp vụ 1".into(), head: None, leader: None };
+        let snapshot =
+            Snapshot::new(vec![unit], vec![person("pct", Role::Leader), person("cb1", Role::Officer)], Vec::new());
+        let by_code: HashMap<String, Directive> = directives.iter().map(|d| (d.code.clone(), d.clone())).collect();
+        let recipient = person("pct", Role::Leader);
+        let input = ReminderInput {
+            agency: "Thanh tra tỉnh",
+            today: NaiveDate::from_ymd_opt(2025, 9, 16).unwrap(),
+            recipient: &recipient,
+            notices: &refs,
+            directives: &by_code,
+            snapshot: &snapshot,
+        };
+        let rendered = Renderer::new(None).unwrap().reminder(&input).unwrap();
+        for d in &directives {
+            let reason = "Báo cáo đồng chí (Lãnh đạo phụ trách khối): nhiệm vụ quá hạn";
+            assert!(rendered.text.contains(&d.code) && rendered.html.contains(&d.code), "{} listed", d.code);
+            assert!(rendered.text.contains(&d.title) && rendered.html.contains(&d.title), "{} titled", d.code);
+            let line = rendered.text.lines().find(|l| l.contains(&d.code)).unwrap();
+            let position: usize = line.trim().split('.').next().unwrap().parse().unwrap();
+            if position > DETAILED_ITEMS {
+                assert!(line.contains(reason) && line.contains("hạn 01/08/2025"), "one line: {line}");
+            }
+        }
+        // Most urgent first: the item 100 days overdue is the first card, the least overdue the last line.
+        assert!(rendered.text.contains("1. [QUÁ HẠN 100 NGÀY LÀM VIỆC] NV-001"), "{}", rendered.text);
+        let last = format!("{total}. [QUÁ HẠN 66 NGÀY LÀM VIỆC] NV-{total:03} – ");
+        assert!(rendered.text.contains(&last), "{}", rendered.text);
+        assert_eq!(rendered.text.matches("   Đơn vị chủ trì:").count(), DETAILED_ITEMS, "cards, not lines");
+        assert_eq!(rendered.html.matches("Đơn vị chủ trì:").count(), DETAILED_ITEMS);
+        assert!(rendered.text.contains("Các nhiệm vụ tiếp theo (15), mỗi nhiệm vụ một dòng:"));
+        assert!(rendered.html.contains("Các nhiệm vụ tiếp theo (15), mỗi nhiệm vụ một dòng:"));
+        assert!(rendered.text.trim_end().ends_with("Ngày giờ theo giờ Việt Nam (UTC+7)."));
+    }
 }
