@@ -8,7 +8,7 @@ use crate::channels::telegram::TelegramChannel;
 use crate::channels::webhook::WebhookChannel;
 use crate::channels::EmailChannel;
 use crate::config::{redact_url, Config};
-use crate::delivery::{Deliverer, DeliveryStats};
+use crate::delivery::{Deliverer, DeliveryStats, PlannedDelivery};
 use crate::digest_render::DigestRenderer;
 use crate::domain::{Directive, Notice};
 use crate::metrics::Metrics;
@@ -145,24 +145,35 @@ impl App {
         let snapshot = self.snapshot(&calendar, now).await?;
         let owed = self.plan_all(&snapshot, &calendar, now);
         let planned = started.elapsed();
-        let recorded = self.store.enqueue(&owed, now.timestamp()).await?;
-        tracing::debug!(?planned, enqueued = ?(started.elapsed() - planned), owed = owed.len(), recorded, "tick planned");
         let in_window = in_send_window(&self.config, &calendar, now);
-        let delivery = if in_window {
-            Deliverer {
-                config: &self.config,
-                store: &self.store,
-                outlets,
-                owner: &self.owner,
-                metrics: &self.metrics,
-                stopping,
-            }
-            .deliver(&snapshot, &calendar, now)
-            .await?
-        } else {
-            DeliveryStats::default()
+        if !in_window {
+            let recorded = self.store.enqueue(&owed, now.timestamp()).await?;
+            tracing::debug!(?planned, enqueued = ?(started.elapsed() - planned), owed = owed.len(), recorded, "tick planned outside the send window");
+            return Ok(TickReport {
+                at: now.to_rfc3339(),
+                owed: owed.len(),
+                recorded,
+                in_send_window: false,
+                delivery: DeliveryStats::default(),
+            });
+        }
+        let deliverer = Deliverer {
+            config: &self.config,
+            store: &self.store,
+            outlets,
+            owner: &self.owner,
+            metrics: &self.metrics,
+            stopping,
         };
-        Ok(TickReport { at: now.to_rfc3339(), owed: owed.len(), recorded, in_send_window: in_window, delivery })
+        // What this tick planned goes out first, straight from the plan; then whatever waits
+        // in the outbox: notices left pending, digests, retries, sends a crashed process left.
+        let PlannedDelivery { recorded, stats: mut delivery } =
+            deliverer.deliver_planned(&snapshot, now, &owed).await?;
+        tracing::debug!(?planned, delivered = ?(started.elapsed() - planned), owed = owed.len(), recorded, "tick planned and delivered its plan");
+        let owed_count = owed.len();
+        drop(owed);
+        delivery.absorb(deliverer.deliver(&snapshot, &calendar, now).await?);
+        Ok(TickReport { at: now.to_rfc3339(), owed: owed_count, recorded, in_send_window: true, delivery })
     }
 
     /// Where administrators' template overrides live, if configured.

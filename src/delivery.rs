@@ -3,6 +3,10 @@
 //! record the message with its Message-ID under a lease, and only then send — outside any
 //! transaction. Each outcome is recorded by the lease holder: sent, retry later, or dead.
 
+mod planned;
+
+pub use planned::PlannedDelivery;
+
 use crate::app::Outlets;
 use crate::calendar::Calendar;
 use crate::channels::email::{compose, Draft};
@@ -34,6 +38,18 @@ pub struct DeliveryStats {
     pub superseded: usize,
     /// Outcomes not recorded because another process had taken the lease over.
     pub lease_lost: usize,
+}
+
+impl DeliveryStats {
+    /// Adds what another pass did.
+    pub fn absorb(&mut self, other: DeliveryStats) {
+        self.messages_created += other.messages_created;
+        self.sent += other.sent;
+        self.retry_later += other.retry_later;
+        self.dead += other.dead;
+        self.superseded += other.superseded;
+        self.lease_lost += other.lease_lost;
+    }
 }
 
 /// The notices that become one message: (recipient, channel, slot) and the notices.
@@ -150,20 +166,7 @@ impl Deliverer<'_> {
             self.metrics.record_message(kind, "email", "superseded");
             tracing::info!(key, reason, "notice superseded, not sent");
         }
-        Ok(messages
-            .into_iter()
-            .map(|m| ClaimedMessage {
-                id: m.id,
-                message_id: m.message_id,
-                kind: m.kind,
-                recipient: m.recipient,
-                address: m.address,
-                channel: m.channel,
-                subject: m.subject,
-                payload: m.payload,
-                attempts: 0,
-            })
-            .collect())
+        Ok(messages.into_iter().map(ClaimedMessage::from).collect())
     }
 
     /// Re-plans each claimed reminder's directive: still owed → grouped into a message;
@@ -189,17 +192,39 @@ impl Deliverer<'_> {
             owed.insert(code.as_str(), out);
         }
         let bounces: HashSet<String> = plan_bounces(snapshot).iter().map(|n| base_key(&n.key).to_string()).collect();
-        let mut groups: BTreeMap<(String, String, usize), Vec<&QueuedNotice>> = BTreeMap::new();
-        for (i, notice) in notices.iter().enumerate() {
+        let mut kept = Vec::with_capacity(notices.len());
+        for notice in notices {
             let verdict = match notice.directive.as_deref() {
                 Some(code) => still_owed(notice, directives.get(code), owed.get(code)),
                 None if bounces.contains(base_key(&notice.key)) => Ok(()),
                 None => Err("the address was corrected or the person left".into()),
             };
-            if let Err(reason) = verdict {
-                superseded.push((notice.key.clone(), reason));
-                continue;
+            match verdict {
+                Ok(()) => kept.push(*notice),
+                Err(reason) => superseded.push((notice.key.clone(), reason)),
             }
+        }
+        let by_code: HashMap<&str, &Directive> = directives.iter().map(|(code, d)| (code.as_str(), d)).collect();
+        let (built, failed) = self.render_groups(snapshot, now, &kept, &by_code);
+        messages.extend(built);
+        superseded.extend(failed);
+        Ok(())
+    }
+
+    /// Groups owed notices into one message per person and channel (per notice when grouping
+    /// is off, and always for a webhook) and renders them, on every core. Notices whose
+    /// recipient is gone or inactive, or whose message cannot be rendered or addressed, come
+    /// back apart with the reason.
+    pub(crate) fn render_groups(
+        &self,
+        snapshot: &Snapshot,
+        now: DateTime<Tz>,
+        notices: &[&QueuedNotice],
+        directives: &HashMap<&str, &Directive>,
+    ) -> (Vec<NewMessage>, Vec<(String, String)>) {
+        let mut superseded = Vec::new();
+        let mut groups: BTreeMap<(String, String, usize), Vec<&QueuedNotice>> = BTreeMap::new();
+        for (i, notice) in notices.iter().enumerate() {
             if !snapshot.people.get(&notice.recipient).is_some_and(|p| p.active) {
                 superseded.push((notice.key.clone(), "recipient no longer active".into()));
                 continue;
@@ -211,13 +236,15 @@ impl Deliverer<'_> {
         }
         let agency = &self.config.raw.agency.name;
         let renderer = &self.outlets.renderer;
+        let today = now.date_naive();
         let groups: Vec<Group> = groups.into_iter().collect();
         // Rendering and MIME-encoding are the CPU-heavy part of a round: spread over the cores.
         let built = map_in_parallel(&groups, |((recipient, channel, _), group)| {
-            let person = snapshot.people.get(recipient)?;
             let keys: Vec<String> = group.iter().map(|n| n.key.clone()).collect();
-            let input =
-                ReminderInput { agency, today, recipient: person, notices: group, directives: &directives, snapshot };
+            let Some(person) = snapshot.people.get(recipient) else {
+                return Err(keys.into_iter().map(|k| (k, "recipient no longer active".to_string())).collect());
+            };
+            let input = ReminderInput { agency, today, recipient: person, notices: group, directives, snapshot };
             let body = match channel.parse::<Channel>() {
                 Ok(Channel::Email) => renderer.reminder(&input).map(Body::Email),
                 Ok(Channel::Telegram) => renderer.chat(&input).map(|text| {
@@ -227,19 +254,20 @@ impl Deliverer<'_> {
                 Ok(Channel::Webhook) => Ok(Body::Chat(webhook_payload(
                     group[0],
                     person,
-                    directives.get(group[0].directive.as_deref().unwrap_or_default()),
+                    directives.get(group[0].directive.as_deref().unwrap_or_default()).copied(),
                 ))),
-                Err(e) => return Some(Err(keys.into_iter().map(|k| (k, e.clone())).collect())),
+                Err(e) => return Err(keys.into_iter().map(|k| (k, e.clone())).collect()),
             };
-            Some(self.build(body, "reminder", person, channel, keys, now))
+            self.build(body, "reminder", person, channel, keys, now)
         });
-        for result in built.into_iter().flatten() {
+        let mut messages = Vec::with_capacity(built.len());
+        for result in built {
             match result {
                 Ok(message) => messages.push(message),
                 Err(stale) => superseded.extend(stale),
             }
         }
-        Ok(())
+        (messages, superseded)
     }
 
     /// Digests and monthly reports: each still owed (same week or month, recipient still a

@@ -94,7 +94,7 @@ pub struct ReminderInput<'a> {
     pub today: NaiveDate,
     pub recipient: &'a Person,
     pub notices: &'a [&'a QueuedNotice],
-    pub directives: &'a HashMap<String, Directive>,
+    pub directives: &'a HashMap<&'a str, &'a Directive>,
     pub snapshot: &'a Snapshot,
 }
 
@@ -204,7 +204,7 @@ impl Category {
 
 fn build_items(
     notices: &[&QueuedNotice],
-    directives: &HashMap<String, Directive>,
+    directives: &HashMap<&str, &Directive>,
     snapshot: &Snapshot,
 ) -> Vec<ItemView> {
     let mut by_directive: BTreeMap<&str, Vec<&QueuedNotice>> = BTreeMap::new();
@@ -216,7 +216,7 @@ fn build_items(
     let mut items: Vec<ItemView> = by_directive
         .into_iter()
         .filter_map(|(code, notices)| {
-            let directive = directives.get(code)?;
+            let directive = *directives.get(code)?;
             let category = notices.iter().map(|n| Category::of(&n.kind)).min()?;
             let days_overdue = notices.iter().map(|n| n.days_overdue).max().unwrap_or(0);
             let due_date = notices
@@ -408,7 +408,7 @@ mod tests {
         let unit = Unit { code: "P1".into(), name: "Phòng Nghiệp vụ 1".into(), head: None, leader: None };
         let snapshot =
             Snapshot::new(vec![unit], vec![person("pct", Role::Leader), person("cb1", Role::Officer)], Vec::new());
-        let by_code: HashMap<String, Directive> = directives.iter().map(|d| (d.code.clone(), d.clone())).collect();
+        let by_code: HashMap<&str, &Directive> = directives.iter().map(|d| (d.code.as_str(), d)).collect();
         let recipient = person("pct", Role::Leader);
         let input = ReminderInput {
             agency: "Thanh tra tỉnh",

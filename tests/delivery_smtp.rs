@@ -298,3 +298,36 @@ async fn send_test_delivers_one_well_formed_email_now() {
     let err = nv.fails(&["send-test", "--to", "admin@example.gov.vn"]);
     assert!(err.starts_with("error: test email to admin@example.gov.vn failed"), "{err}");
 }
+
+#[tokio::test]
+async fn notices_left_waiting_and_notices_planned_now_reach_a_person_in_one_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(dir.path(), &[]);
+    let nv = setup(dir.path(), &peer).await;
+    nv.import_json("tue.json", &json!({ "directives": [directive("TUE", Some("lien"), Some("2022-09-06"))] }));
+    // Saturday, outside the send window: what is owed is recorded and waits.
+    let saturday = "2022-09-03T09:00:00+07:00";
+    let waiting: BTreeSet<String> = nv.plan_json(saturday).into_iter().map(|n| n.recipient).collect();
+    nv.ok(&["tick", "--at", saturday]);
+    assert!(peer.messages().is_empty());
+    // Monday: new stages are owed on top of Saturday's — to some of the same people.
+    let fresh = nv.plan_json(DEMO_AT);
+    let both: BTreeSet<&String> = fresh.iter().map(|n| &n.recipient).filter(|r| waiting.contains(*r)).collect();
+    assert!(!both.is_empty(), "the test needs someone with waiting and fresh notices: {fresh:?}");
+    nv.ok(&["tick", "--at", DEMO_AT]);
+    let mails = peer.messages();
+    let mut per_person: BTreeMap<String, usize> = BTreeMap::new();
+    for mail in &mails {
+        *per_person.entry(mail.to[0].clone()).or_default() += 1;
+    }
+    assert!(per_person.values().all(|n| *n == 1), "one message per person per round: {per_person:?}");
+    for n in &fresh {
+        let mail = mails.iter().find(|m| m.to[0] == n.address).expect("a message for each fresh notice");
+        let code = n.directive.as_deref().unwrap();
+        assert!(mail.text.as_deref().unwrap().contains(code), "{} hears about {code}", n.recipient);
+    }
+    assert!(nv.plan_json(DEMO_AT).is_empty(), "everything owed is now recorded");
+    let status = nv.status_json();
+    let pending = status["counts"]["notices"].as_array().unwrap().iter().any(|p| p[0] == "pending");
+    assert!(!pending, "nothing left waiting: {status}");
+}

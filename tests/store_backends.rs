@@ -6,7 +6,7 @@ mod support;
 use nhacviec::calendar::Calendar;
 use nhacviec::domain::{notice_key, Channel, Ladder, Notice, NoticeKind};
 use nhacviec::import::{read_files, KnownCodes};
-use nhacviec::store::{MessageOutcome, NewMessage, Store};
+use nhacviec::store::{MessageOutcome, NewMessage, NoticeRow, Store};
 use serde_json::json;
 use std::collections::HashSet;
 use support::{directive, fresh_database, small_agency, Nhacviec, BACKENDS};
@@ -290,5 +290,45 @@ async fn a_leased_message_is_taken_by_one_claimer_and_only_its_holder_records_th
         let report = store.status_report(10).await.unwrap();
         assert_eq!(report.counts.messages, vec![("sent".to_string(), 1)]);
         assert_eq!(report.counts.notices, vec![("sent".to_string(), 1)]);
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_recording_the_same_plan_record_each_notice_once() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_database(backend, dir.path()).await;
+        let (one, two) = (open(&url).await, open(&url).await);
+        // Both planned the same round; their batches overlap in D50..D99.
+        let plan_a: Vec<Notice> = (0..100).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
+        let plan_b: Vec<Notice> = (50..150).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
+        let record = |store: Store, plan: Vec<Notice>, who: &'static str| async move {
+            let message = NewMessage {
+                id: format!("m-{who}"),
+                message_id: format!("<{who}@t>"),
+                kind: "reminder".into(),
+                recipient: "lien".into(),
+                address: "lien@example.gov.vn".into(),
+                channel: "email".into(),
+                subject: "s".into(),
+                payload: "p".into(),
+                notice_keys: plan.iter().map(|n| n.key.clone()).collect(),
+            };
+            let rows: Vec<NoticeRow> = plan.iter().map(|n| NoticeRow::queued(n, &message.id)).collect();
+            let recorded = store.record_planned_messages(&rows, std::slice::from_ref(&message), who, i64::MAX, 1).await.unwrap();
+            if !recorded {
+                // The loser leaves its batch to be claimed: only what nobody recorded is new.
+                store.enqueue_unrecorded(plan.iter().collect(), 1).await.unwrap();
+            }
+            recorded
+        };
+        let (a, b) = tokio::join!(record(one.clone(), plan_a, "a"), record(two, plan_b, "b"));
+        assert!(a ^ b, "{backend:?}: exactly one replica records its batch (a {a}, b {b})");
+        let counts = one.status_report(10).await.unwrap().counts;
+        assert_eq!(counts.messages, vec![("queued".to_string(), 1)], "{backend:?}");
+        assert_eq!(counts.notices, vec![("pending".to_string(), 50), ("queued".to_string(), 100)], "{backend:?}");
+        // The pending rest is claimed once, and no notice of the recorded message comes back.
+        let claim = one.claim_notices(1000).await.unwrap();
+        assert_eq!(claim.notices.len(), 50, "{backend:?}");
     }
 }

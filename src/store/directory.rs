@@ -2,7 +2,7 @@
 //! read back whole (units, people, calendar) or pre-filtered (directives) for the planner.
 
 use super::rows::{CalendarRow, DirectiveRow, PersonRow, UnitRow, DIRECTIVE_COLUMNS, PERSON_COLUMNS};
-use super::{rows_per_statement, Marks, Result, Store, StoreError};
+use super::{keep_prepared, rows_per_statement, Marks, Result, Store, StoreError};
 use crate::config::Backend;
 use crate::domain::{Bounce, CalendarDay, Directive, Person, Unit};
 use chrono::NaiveDate;
@@ -76,7 +76,7 @@ async fn upsert(
             columns[0],
             updates.join(", ")
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(&sql).persistent(keep_prepared(chunk.len(), rows_per_statement(columns.len())));
         for value in chunk.into_iter().flatten() {
             query = bind(query, value);
         }
@@ -378,7 +378,8 @@ impl Store {
             match self.backend {
                 Backend::Postgres => {
                     let sql = format!("SELECT {DIRECTIVE_COLUMNS} FROM directives WHERE code IN {list}");
-                    let mut query = sqlx::query_as::<_, DirectiveRow>(&sql);
+                    let mut query = sqlx::query_as::<_, DirectiveRow>(&sql)
+                        .persistent(keep_prepared(chunk.len(), rows_per_statement(1)));
                     for code in chunk {
                         query = query.bind(code.as_str());
                     }
@@ -392,7 +393,8 @@ impl Store {
                     let sql = format!(
                         "SELECT json_group_array(json_array({DIRECTIVE_COLUMNS})) FROM directives WHERE code IN {list}"
                     );
-                    let mut query = sqlx::query_as::<_, (String,)>(&sql);
+                    let mut query = sqlx::query_as::<_, (String,)>(&sql)
+                        .persistent(keep_prepared(chunk.len(), rows_per_statement(1)));
                     for code in chunk {
                         query = query.bind(code.as_str());
                     }

@@ -12,7 +12,8 @@ mod rows;
 
 pub use directory::{ImportCounts, Importer, PlanningWindow};
 pub use outbox::{
-    ClaimedMessage, DeadLetter, MessageOutcome, NewMessage, NoticeClaim, OutboxCounts, QueuedNotice, StatusReport,
+    ClaimedMessage, DeadLetter, MessageOutcome, NewMessage, NoticeClaim, NoticeRow, OutboxCounts, QueuedNotice,
+    StatusReport,
 };
 
 use crate::config::{backend_of, Backend};
@@ -185,6 +186,16 @@ impl Marks {
         let rows: Vec<String> = (0..n).map(|_| self.tuple(width)).collect();
         rows.join(", ")
     }
+}
+
+/// Whether a multi-row statement cut in chunks of `full` rows should stay prepared on its
+/// connection. sqlx keeps every distinct statement it prepares (up to 100 per connection);
+/// the last chunk of each call has a row count of its own, and with up to 10,000 parameters
+/// each such statement weighs in the megabytes — a national round filled every connection's
+/// cache with them (tens of MB) and paid a fresh prepare each time anyway. Only the full
+/// chunk, the same text every time, is worth keeping.
+pub(crate) fn keep_prepared(rows: usize, full: usize) -> bool {
+    rows == full
 }
 
 /// Rows per multi-row statement: `width` parameters each, under 10,000 parameters in all —

@@ -5,7 +5,7 @@
 //! PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, so replicas never take the same rows;
 //! SQLite gets the same guarantee from `BEGIN IMMEDIATE`.
 
-use super::{rows_per_statement, Marks, Result, Store};
+use super::{keep_prepared, rows_per_statement, Marks, Result, Store};
 use crate::config::Backend;
 use crate::domain::Notice;
 use sqlx::Any;
@@ -24,6 +24,23 @@ pub struct QueuedNotice {
     pub stage: String,
     pub effective_due: Option<String>,
     pub days_overdue: i64,
+}
+
+impl From<&Notice> for QueuedNotice {
+    fn from(n: &Notice) -> QueuedNotice {
+        QueuedNotice {
+            key: n.key.clone(),
+            kind: n.kind.as_str().to_string(),
+            directive: n.directive.clone(),
+            recipient: n.recipient.clone(),
+            address: n.address.clone(),
+            channel: n.channel.as_str().to_string(),
+            ladder: n.ladder.as_str().to_string(),
+            stage: n.stage.clone(),
+            effective_due: n.effective_due.map(|d| d.to_string()),
+            days_overdue: i64::from(n.days_overdue),
+        }
+    }
 }
 
 const QUEUED_NOTICE_COLUMNS: &str =
@@ -56,6 +73,23 @@ pub struct ClaimedMessage {
     pub subject: String,
     pub payload: String,
     pub attempts: i64,
+}
+
+impl From<NewMessage> for ClaimedMessage {
+    /// A message just recorded under this process's lease, not yet tried.
+    fn from(m: NewMessage) -> ClaimedMessage {
+        ClaimedMessage {
+            id: m.id,
+            message_id: m.message_id,
+            kind: m.kind,
+            recipient: m.recipient,
+            address: m.address,
+            channel: m.channel,
+            subject: m.subject,
+            payload: m.payload,
+            attempts: 0,
+        }
+    }
 }
 
 const CLAIMED_MESSAGE_COLUMNS: &str = "id, message_id, kind, recipient, address, channel, subject, attempts";
@@ -150,7 +184,13 @@ impl Store {
         // keeps ON CONFLICT for a replica that records the same key in between.
         let keys: Vec<&str> = notices.iter().map(|n| n.key.as_str()).collect();
         let known = self.known_keys_of(&keys).await?;
-        let mut fresh: Vec<&Notice> = notices.iter().filter(|n| !known.contains(n.key.as_str())).collect();
+        let fresh: Vec<&Notice> = notices.iter().filter(|n| !known.contains(n.key.as_str())).collect();
+        self.enqueue_unrecorded(fresh, now).await
+    }
+
+    /// Records notices found missing from the outbox a moment ago as pending; returns how
+    /// many were new (a replica may have recorded some in between).
+    pub async fn enqueue_unrecorded(&self, mut fresh: Vec<&Notice>, now: i64) -> Result<usize> {
         if fresh.is_empty() {
             return Ok(0);
         }
@@ -158,48 +198,46 @@ impl Store {
         // and each message's outcome, updates neighbouring rows on a few pages. In planning
         // order every batch of 500 touched some 500 pages per table and index, and each page
         // was written out again for a few changed bytes: gigabytes of WAL per national round.
-        fresh.sort_unstable_by(|a, b| {
-            (a.recipient.as_str(), a.channel.as_str(), a.key.as_str()).cmp(&(
-                b.recipient.as_str(),
-                b.channel.as_str(),
-                b.key.as_str(),
-            ))
-        });
-        const COLUMNS: usize = 13;
-        let mut inserted = 0;
+        fresh.sort_unstable_by(|a, b| claim_order(a).cmp(&claim_order(b)));
+        let rows: Vec<NoticeRow> = fresh.into_iter().map(NoticeRow::pending).collect();
         let mut tx = self.begin_write().await?;
-        for chunk in fresh.chunks(rows_per_statement(COLUMNS)) {
-            let mut marks = Marks::new(self.backend);
-            let values: Vec<String> =
-                (0..chunk.len()).map(|_| marks.tuple(COLUMNS).replacen(')', ", 'pending')", 1)).collect();
-            let sql = format!(
-                "INSERT INTO notices (key, kind, directive, recipient, address, channel, ladder, stage,
-                     effective_due, days_overdue, planned_at, updated_at, reason, status)
-                 VALUES {} ON CONFLICT (key) DO NOTHING",
-                values.join(", ")
-            );
-            let mut query = sqlx::query(&sql);
-            for n in chunk {
-                query = query
-                    .bind(n.key.as_str())
-                    .bind(n.kind.as_str())
-                    .bind(n.directive.as_deref())
-                    .bind(n.recipient.as_str())
-                    .bind(n.address.as_str())
-                    .bind(n.channel.as_str())
-                    .bind(n.ladder.as_str())
-                    .bind(n.stage.as_str())
-                    .bind(n.effective_due.map(|d| d.to_string()))
-                    .bind(i64::from(n.days_overdue))
-                    .bind(now)
-                    .bind(now)
-                    .bind(None::<String>);
-            }
-            // Counted, not returned: SQLite's rows come back one by one through sqlx.
-            inserted += query.execute(&mut *tx).await?.rows_affected();
-        }
+        let inserted = insert_notices(&mut tx, self.backend, &rows, now).await?;
         tx.commit().await?;
         Ok(usize::try_from(inserted).unwrap_or(usize::MAX))
+    }
+
+    /// The (recipient, channel) pairs with notices waiting to be claimed.
+    pub async fn pending_routes(&self) -> Result<HashSet<(String, String)>> {
+        let sql = format!(
+            "SELECT DISTINCT recipient, channel FROM {} WHERE status = 'pending'",
+            pending_notices(self.backend)
+        );
+        Ok(sqlx::query_as::<_, (String, String)>(&sql).fetch_all(&self.pool).await?.into_iter().collect())
+    }
+
+    /// Records notices planned a moment ago together with the messages they were rendered
+    /// into (leased to `owner`), in one transaction — notices and message are recorded before
+    /// anything is sent, as when pending notices are claimed, minus the round trip through
+    /// `pending`. When any of the notices is already recorded (a replica planned the same
+    /// round and got there first) nothing is recorded and `false` comes back: the caller
+    /// then enqueues them as pending, and the claim re-checks them, so nothing goes twice.
+    pub async fn record_planned_messages(
+        &self,
+        notices: &[NoticeRow<'_>],
+        messages: &[NewMessage],
+        owner: &str,
+        lease_until: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let inserted = insert_notices(&mut tx, self.backend, notices, now).await?;
+        if usize::try_from(inserted).ok() != Some(notices.len()) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_messages(&mut tx, self.backend, messages, owner, lease_until, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Which of `keys` the outbox already holds (in any state).
@@ -217,7 +255,8 @@ impl Store {
         self.index_lookups_only(&mut tx).await?;
         for chunk in keys.chunks(rows_per_statement(1)) {
             let sql = format!("SELECT key FROM notices WHERE key IN {}", Marks::new(self.backend).tuple(chunk.len()));
-            let mut query = sqlx::query_as::<_, (String,)>(&sql);
+            let mut query =
+                sqlx::query_as::<_, (String,)>(&sql).persistent(keep_prepared(chunk.len(), rows_per_statement(1)));
             for key in chunk {
                 query = query.bind(*key);
             }
@@ -247,7 +286,7 @@ impl Store {
                 "SELECT {QUEUED_NOTICE_COLUMNS} FROM {pending} WHERE status = 'pending' AND recipient IN {}{lock}",
                 Marks::new(self.backend).tuple(chunk.len())
             );
-            let mut query = sqlx::query_as::<_, QueuedNotice>(&sql);
+            let mut query = sqlx::query_as::<_, QueuedNotice>(&sql).persistent(keep_prepared(chunk.len(), 500));
             for r in chunk {
                 query = query.bind(r.clone());
             }
@@ -297,7 +336,8 @@ impl Store {
                 "SELECT id, payload FROM message_payloads WHERE id IN {}",
                 Marks::new(self.backend).tuple(chunk.len())
             );
-            let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+            let mut query = sqlx::query_as::<_, (String, String)>(&sql)
+                .persistent(keep_prepared(chunk.len(), rows_per_statement(1)));
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -353,7 +393,9 @@ impl Store {
                         sent_at = {at}
                   WHERE id IN {list} AND lease_owner = {owner_mark} AND status = 'queued' RETURNING id"
             );
-            let mut query = sqlx::query_as::<_, (String,)>(&sql).bind(now);
+            let mut query = sqlx::query_as::<_, (String,)>(&sql)
+                .persistent(keep_prepared(chunk.len(), rows_per_statement(1)))
+                .bind(now);
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -365,7 +407,7 @@ impl Store {
                     "UPDATE notices SET status = 'sent', reason = NULL, updated_at = {at} WHERE message IN {}",
                     marks.tuple(held.len())
                 );
-                let mut query = sqlx::query(&sql).bind(now);
+                let mut query = sqlx::query(&sql).persistent(false).bind(now);
                 for id in &held {
                     query = query.bind(id.as_str());
                 }
@@ -488,59 +530,7 @@ impl NoticeClaim {
         lease_until: i64,
         now: i64,
     ) -> Result<()> {
-        // A batch becomes a handful of multi-row statements rather than one round trip per
-        // message and per notice: a national cycle records some ten thousand messages.
-        // Payloads run to tens of kilobytes: fewer messages per statement than rows elsewhere.
-        for chunk in messages.chunks(100) {
-            let mut marks = Marks::new(self.backend);
-            let rows: Vec<String> = chunk
-                .iter()
-                .map(|_| {
-                    let head: Vec<String> = (0..8).map(|_| marks.mark()).collect();
-                    let tail: Vec<String> = (0..4).map(|_| marks.mark()).collect();
-                    format!(
-                        "({}, 'queued', 0, {}, {}, {}, NULL, {}, NULL)",
-                        head.join(", "),
-                        tail[0],
-                        tail[1],
-                        tail[2],
-                        tail[3]
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO messages (id, message_id, kind, recipient, address, channel, subject, notice_count,
-                        status, attempts, next_attempt_at, lease_until, lease_owner, last_error, created_at, sent_at)
-                 VALUES {}",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(&sql);
-            for m in chunk {
-                query = query
-                    .bind(m.id.as_str())
-                    .bind(m.message_id.as_str())
-                    .bind(m.kind.as_str())
-                    .bind(m.recipient.as_str())
-                    .bind(m.address.as_str())
-                    .bind(m.channel.as_str())
-                    .bind(m.subject.as_str())
-                    .bind(i64::try_from(m.notice_keys.len()).unwrap_or(i64::MAX))
-                    .bind(now)
-                    .bind(lease_until)
-                    .bind(owner)
-                    .bind(now);
-            }
-            query.execute(&mut *self.tx).await?;
-            let sql = format!(
-                "INSERT INTO message_payloads (id, payload) VALUES {}",
-                Marks::new(self.backend).rows(chunk.len(), 2)
-            );
-            let mut query = sqlx::query(&sql);
-            for m in chunk {
-                query = query.bind(m.id.as_str()).bind(m.payload.as_str());
-            }
-            query.execute(&mut *self.tx).await?;
-        }
+        insert_messages(&mut self.tx, self.backend, messages, owner, lease_until, now).await?;
         let queued: Vec<(&str, &str)> =
             messages.iter().flat_map(|m| m.notice_keys.iter().map(|k| (k.as_str(), m.id.as_str()))).collect();
         update_notices(&mut self.tx, self.backend, "status = 'queued', message = v.column2", &queued, now).await?;
@@ -550,6 +540,147 @@ impl NoticeClaim {
         self.tx.commit().await?;
         Ok(())
     }
+}
+
+/// Inserts messages queued and leased to `owner`, with their payloads.
+async fn insert_messages(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    backend: Backend,
+    messages: &[NewMessage],
+    owner: &str,
+    lease_until: i64,
+    now: i64,
+) -> Result<()> {
+    // A batch becomes a handful of multi-row statements rather than one round trip per
+    // message and per notice: a national cycle records some ten thousand messages.
+    // Payloads run to tens of kilobytes: fewer messages per statement than rows elsewhere.
+    const MESSAGES_PER_STATEMENT: usize = 100;
+    for chunk in messages.chunks(MESSAGES_PER_STATEMENT) {
+        let keep = keep_prepared(chunk.len(), MESSAGES_PER_STATEMENT);
+        let mut marks = Marks::new(backend);
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|_| {
+                let head: Vec<String> = (0..8).map(|_| marks.mark()).collect();
+                let tail: Vec<String> = (0..4).map(|_| marks.mark()).collect();
+                format!(
+                    "({}, 'queued', 0, {}, {}, {}, NULL, {}, NULL)",
+                    head.join(", "),
+                    tail[0],
+                    tail[1],
+                    tail[2],
+                    tail[3]
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO messages (id, message_id, kind, recipient, address, channel, subject, notice_count,
+                        status, attempts, next_attempt_at, lease_until, lease_owner, last_error, created_at, sent_at)
+                 VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql).persistent(keep);
+        for m in chunk {
+            query = query
+                .bind(m.id.as_str())
+                .bind(m.message_id.as_str())
+                .bind(m.kind.as_str())
+                .bind(m.recipient.as_str())
+                .bind(m.address.as_str())
+                .bind(m.channel.as_str())
+                .bind(m.subject.as_str())
+                .bind(i64::try_from(m.notice_keys.len()).unwrap_or(i64::MAX))
+                .bind(now)
+                .bind(lease_until)
+                .bind(owner)
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+        let sql =
+            format!("INSERT INTO message_payloads (id, payload) VALUES {}", Marks::new(backend).rows(chunk.len(), 2));
+        let mut query = sqlx::query(&sql).persistent(keep);
+        for m in chunk {
+            query = query.bind(m.id.as_str()).bind(m.payload.as_str());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The order delivery claims notices in (and the outbox stores them in).
+fn claim_order(n: &Notice) -> (&str, &str, &str) {
+    (n.recipient.as_str(), n.channel.as_str(), n.key.as_str())
+}
+
+/// A notice as it is first recorded: pending; queued in a message; or superseded, with why.
+#[derive(Debug, Clone, Copy)]
+pub struct NoticeRow<'n> {
+    pub notice: &'n Notice,
+    pub status: &'static str,
+    pub message: Option<&'n str>,
+    pub reason: Option<&'n str>,
+}
+
+impl<'n> NoticeRow<'n> {
+    pub fn pending(notice: &'n Notice) -> NoticeRow<'n> {
+        NoticeRow { notice, status: "pending", message: None, reason: None }
+    }
+
+    pub fn queued(notice: &'n Notice, message: &'n str) -> NoticeRow<'n> {
+        NoticeRow { notice, status: "queued", message: Some(message), reason: None }
+    }
+
+    pub fn superseded(notice: &'n Notice, reason: &'n str) -> NoticeRow<'n> {
+        NoticeRow { notice, status: "superseded", message: None, reason: Some(reason) }
+    }
+}
+
+/// Inserts notices by key (`ON CONFLICT DO NOTHING`) in multi-row statements; returns how
+/// many were new.
+async fn insert_notices(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    backend: Backend,
+    rows: &[NoticeRow<'_>],
+    now: i64,
+) -> Result<u64> {
+    const COLUMNS: usize = 15;
+    // A hundred rows a statement: as fast as the largest statements allowed, and a delivery
+    // batch (~500 notices) reuses the one prepared statement for all but its last chunk.
+    const ROWS: usize = 500;
+    let mut inserted = 0;
+    for chunk in rows.chunks(ROWS) {
+        let mut marks = Marks::new(backend);
+        let values: Vec<String> = (0..chunk.len()).map(|_| marks.tuple(COLUMNS)).collect();
+        let sql = format!(
+            "INSERT INTO notices (key, kind, directive, recipient, address, channel, ladder, stage,
+                 effective_due, days_overdue, planned_at, updated_at, status, message, reason)
+             VALUES {} ON CONFLICT (key) DO NOTHING",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql).persistent(keep_prepared(chunk.len(), ROWS));
+        for row in chunk {
+            let n = row.notice;
+            query = query
+                .bind(n.key.as_str())
+                .bind(n.kind.as_str())
+                .bind(n.directive.as_deref())
+                .bind(n.recipient.as_str())
+                .bind(n.address.as_str())
+                .bind(n.channel.as_str())
+                .bind(n.ladder.as_str())
+                .bind(n.stage.as_str())
+                .bind(n.effective_due.map(|d| d.to_string()))
+                .bind(i64::from(n.days_overdue))
+                .bind(now)
+                .bind(now)
+                .bind(row.status)
+                .bind(row.message)
+                .bind(row.reason);
+        }
+        // Counted, not returned: SQLite's rows come back one by one through sqlx.
+        inserted += query.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(inserted)
 }
 
 /// Sets `set` (which may read `v.column2`, the second of each pair) and `updated_at` on the
@@ -569,7 +700,7 @@ async fn update_notices(
             "UPDATE notices SET {set}, updated_at = {at} FROM (VALUES {}) AS v WHERE notices.key = v.column1",
             marks.rows(chunk.len(), 2)
         );
-        let mut query = sqlx::query(&sql).bind(now);
+        let mut query = sqlx::query(&sql).persistent(keep_prepared(chunk.len(), rows_per_statement(2))).bind(now);
         for (key, value) in chunk {
             query = query.bind(*key).bind(*value);
         }
