@@ -19,7 +19,7 @@ use crate::parallel::map_in_parallel;
 use crate::planner::{plan_bounces, plan_directive, Snapshot};
 use crate::render::{ReminderInput, RenderError, Rendered};
 use crate::reports::{audience_of, render_report, report_still_owed, report_window, ReportInput};
-use crate::store::{ClaimedMessage, MessageOutcome, NewMessage, QueuedNotice, Store};
+use crate::store::{pack, ClaimedMessage, MessageOutcome, NewMessage, QueuedNotice, Store};
 use chrono::DateTime;
 use chrono_tz::Tz;
 use futures_util::stream::{self, StreamExt};
@@ -327,7 +327,9 @@ impl Deliverer<'_> {
                 return Err(keys.into_iter().map(|k| (k, format!("cannot be rendered: {e}"))).collect());
             }
         };
-        let id = uuid::Uuid::new_v4().to_string();
+        // Time-ordered (UUIDv7): a round's messages, and the notices that point at them, are
+        // appended at the end of their indexes instead of landing on random pages of them.
+        let id = uuid::Uuid::now_v7().to_string();
         let message_id = format!("<{id}@{}>", self.message_id_domain());
         let address = channel.parse().ok().and_then(|c| person.address_on(c)).unwrap_or_default();
         let composed = match body {
@@ -348,6 +350,7 @@ impl Deliverer<'_> {
         };
         match composed {
             Ok((subject, payload)) => Ok(NewMessage {
+                packed: pack(&payload),
                 id,
                 message_id,
                 kind: kind.to_string(),

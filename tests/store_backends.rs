@@ -6,7 +6,7 @@ mod support;
 use nhacviec::calendar::Calendar;
 use nhacviec::domain::{notice_key, Channel, Ladder, Notice, NoticeKind};
 use nhacviec::import::{read_files, KnownCodes};
-use nhacviec::store::{MessageOutcome, NewMessage, NoticeRow, Store};
+use nhacviec::store::{pack, MessageOutcome, NewMessage, NoticeRow, Store};
 use serde_json::json;
 use std::collections::HashSet;
 use support::{directive, fresh_database, small_agency, Nhacviec, BACKENDS};
@@ -239,6 +239,7 @@ async fn two_concurrent_claimers_never_claim_the_same_notice() {
                     channel: "email".into(),
                     subject: "s".into(),
                     payload: "p".into(),
+                    packed: pack("p"),
                     notice_keys: keys.clone(),
                 };
                 claim.commit(&[message], &[], who, i64::MAX, 1).await.unwrap();
@@ -273,6 +274,7 @@ async fn a_leased_message_is_taken_by_one_claimer_and_only_its_holder_records_th
             channel: "email".into(),
             subject: "s".into(),
             payload: "p".into(),
+            packed: pack("p"),
             notice_keys: keys,
         };
         // Leased until wall-clock second 1000: already expired "now" (wall 2000).
@@ -312,10 +314,12 @@ async fn two_replicas_recording_the_same_plan_record_each_notice_once() {
                 channel: "email".into(),
                 subject: "s".into(),
                 payload: "p".into(),
+                packed: pack("p"),
                 notice_keys: plan.iter().map(|n| n.key.clone()).collect(),
             };
             let rows: Vec<NoticeRow> = plan.iter().map(|n| NoticeRow::queued(n, &message.id)).collect();
-            let recorded = store.record_planned_messages(&rows, std::slice::from_ref(&message), who, i64::MAX, 1).await.unwrap();
+            let recorded =
+                store.record_planned_messages(&rows, std::slice::from_ref(&message), who, i64::MAX, 1).await.unwrap();
             if !recorded {
                 // The loser leaves its batch to be claimed: only what nobody recorded is new.
                 store.enqueue_unrecorded(plan.iter().collect(), 1).await.unwrap();

@@ -191,9 +191,14 @@ async fn write_eml(dir: &Path, message_id: &str, raw: &str) -> Result<(), Delive
         .collect();
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(format!("{name}.eml"));
-    let io = |e: std::io::Error| DeliveryError::Transient(format!("{}: {e}", path.display()));
-    tokio::fs::write(&tmp, raw).await.map_err(io)?;
-    tokio::fs::rename(&tmp, &path).await.map_err(io)
+    let shown = path.display().to_string();
+    let raw = raw.to_owned();
+    // Written and renamed in one trip to the blocking pool (two with tokio::fs).
+    let written =
+        tokio::task::spawn_blocking(move || std::fs::write(&tmp, raw).and_then(|()| std::fs::rename(&tmp, &path)))
+            .await
+            .map_err(|e| DeliveryError::Transient(format!("{shown}: {e}")))?;
+    written.map_err(|e| DeliveryError::Transient(format!("{shown}: {e}")))
 }
 
 type Factory = Box<dyn Fn() -> AsyncSmtpTransport<Tokio1Executor> + Send + Sync>;

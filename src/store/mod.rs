@@ -12,7 +12,7 @@ mod rows;
 
 pub use directory::{ImportCounts, Importer, PlanningWindow};
 pub use outbox::{
-    ClaimedMessage, DeadLetter, MessageOutcome, NewMessage, NoticeClaim, NoticeRow, OutboxCounts, QueuedNotice,
+    pack, ClaimedMessage, DeadLetter, MessageOutcome, NewMessage, NoticeClaim, NoticeRow, OutboxCounts, QueuedNotice,
     StatusReport,
 };
 
