@@ -32,6 +32,8 @@ pub struct TickReport {
     pub at: String,
     pub owed: usize,
     pub recorded: usize,
+    /// Notices recorded by an earlier tick (outside the send window) that this one delivered.
+    pub adopted: usize,
     pub in_send_window: bool,
     pub delivery: DeliveryStats,
 }
@@ -153,6 +155,7 @@ impl App {
                 at: now.to_rfc3339(),
                 owed: owed.len(),
                 recorded,
+                adopted: 0,
                 in_send_window: false,
                 delivery: DeliveryStats::default(),
             });
@@ -167,13 +170,13 @@ impl App {
         };
         // What this tick planned goes out first, straight from the plan; then whatever waits
         // in the outbox: notices left pending, digests, retries, sends a crashed process left.
-        let PlannedDelivery { recorded, stats: mut delivery } =
+        let PlannedDelivery { recorded, adopted, stats: mut delivery } =
             deliverer.deliver_planned(&snapshot, now, &owed).await?;
         tracing::debug!(?planned, delivered = ?(started.elapsed() - planned), owed = owed.len(), recorded, "tick planned and delivered its plan");
         let owed_count = owed.len();
         drop(owed);
         delivery.absorb(deliverer.deliver(&snapshot, &calendar, now).await?);
-        Ok(TickReport { at: now.to_rfc3339(), owed: owed_count, recorded, in_send_window: true, delivery })
+        Ok(TickReport { at: now.to_rfc3339(), owed: owed_count, recorded, adopted, in_send_window: true, delivery })
     }
 
     /// Where administrators' template overrides live, if configured.

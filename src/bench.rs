@@ -116,6 +116,7 @@ enum Task {
     Enqueue,
     Render,
     Cycle,
+    Morning,
     SmtpPrepare,
     Smtp,
 }
@@ -496,6 +497,7 @@ async fn child(config: Arc<Config>, job: Job) -> anyhow::Result<()> {
         Task::Enqueue => enqueue(&app, now, base).await?,
         Task::Render => vec![render(&app, now, base).await?],
         Task::Cycle => vec![cycle(&app, now, base).await?],
+        Task::Morning => vec![morning(&app, now, base).await?],
         Task::SmtpPrepare => vec![smtp_prepare(&app, now, base).await?],
         Task::Smtp => vec![smtp(&app, now, base).await?],
     };
@@ -648,6 +650,29 @@ async fn cycle(app: &App, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Resu
         "tick: plan {} directives, record {} notices, {} (file transport)",
         m.directives,
         report.recorded,
+        delivery_detail(&report.delivery)
+    );
+    Ok(m)
+}
+
+/// The daily round as a daemon lives it: what is owed was recorded overnight, outside the send
+/// window (untimed here); the first tick inside the window plans again and delivers it all.
+async fn morning(app: &App, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Result<Measurement> {
+    let owed = app.owed(now).await?;
+    app.store.enqueue(&owed, now.timestamp()).await?;
+    drop(owed);
+    let outlets = app.outlets()?;
+    let stopping = AtomicBool::new(false);
+    let started = Instant::now();
+    let report = app.tick(now, &outlets, &stopping).await?;
+    m.seconds = started.elapsed().as_secs_f64();
+    m.work = report.adopted as u64;
+    m.unit = "owed notices".into();
+    m.rate = rate(m.work, m.seconds);
+    m.detail = format!(
+        "tick after an overnight tick recorded {} notices: plan {} directives, {} (file transport)",
+        report.adopted,
+        m.directives,
         delivery_detail(&report.delivery)
     );
     Ok(m)
@@ -857,7 +882,11 @@ impl Parent {
                     window,
                     0,
                     "",
-                    &[(Task::Render, "national_render"), (Task::Cycle, "national_cycle")],
+                    &[
+                        (Task::Render, "national_render"),
+                        (Task::Cycle, "national_cycle"),
+                        (Task::Morning, "national_morning"),
+                    ],
                 )
                 .await?;
             }
@@ -1153,7 +1182,9 @@ fn judge(m: &mut Measurement) {
     let at_scale = m.directives >= 1_000_000;
     let (target, met) = match m.measurement.as_str() {
         "scan" if at_scale => ("≤ 1 s, ≤ 150 MB", m.seconds <= 1.0 && m.peak_rss_mb <= 150.0),
-        "national_cycle" if at_scale => ("≤ 5 s, ≤ 150 MB", m.seconds <= 5.0 && m.peak_rss_mb <= 150.0),
+        "national_cycle" | "national_morning" if at_scale => {
+            ("≤ 5 s, ≤ 150 MB", m.seconds <= 5.0 && m.peak_rss_mb <= 150.0)
+        }
         s if s.starts_with("smtp pool") => ("≥ 1,000 emails/s", m.rate >= 1000.0),
         _ => return,
     };

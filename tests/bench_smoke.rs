@@ -41,6 +41,7 @@ fn the_smoke_benchmark_reports_every_measurement_on_both_backends() {
             "cycle",
             "national_render",
             "national_cycle",
+            "national_morning",
             "growth",
             "smtp_prepare",
             "smtp pool 1",

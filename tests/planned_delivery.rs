@@ -151,3 +151,25 @@ async fn a_payload_stored_before_packing_is_sent_as_it_was() {
         assert_eq!(due[0].payload, "plain, from before", "{backend:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_recorded_overnight_are_delivered_by_the_first_tick_in_the_window() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let mail = dir.path().join("mail");
+        let url = fresh_database(backend, dir.path()).await;
+        let (app, owed, notices) = setup(&url, dir.path(), &mail).await;
+        let outlets = app.outlets().unwrap();
+        let at = |t: &str| nhacviec::time::parse_instant(t, app.config.timezone).unwrap();
+        // 06:00, before the window: everything owed today is recorded and waits.
+        let night = app.tick(at("2022-09-05T06:00:00+07:00"), &outlets, &AtomicBool::new(false)).await.unwrap();
+        assert!(!night.in_send_window);
+        assert_eq!((night.recorded, night.delivery.sent), (notices, 0), "{backend:?}");
+        // 08:00: the plan owes the same, so the tick delivers the waiting notices itself.
+        let morning = app.tick(at(DEMO_AT), &outlets, &AtomicBool::new(false)).await.unwrap();
+        assert_eq!((morning.recorded, morning.adopted), (0, notices), "{backend:?}: {morning:?}");
+        assert_eq!(morning.delivery.sent, owed.len(), "{backend:?}: one message per person");
+        let counts = app.store.status_report(10).await.unwrap().counts;
+        assert_eq!(counts.notices, vec![("sent".to_string(), notices as i64)], "{backend:?}");
+    }
+}

@@ -336,3 +336,47 @@ async fn two_replicas_recording_the_same_plan_record_each_notice_once() {
         assert_eq!(claim.notices.len(), 50, "{backend:?}");
     }
 }
+
+#[tokio::test]
+async fn two_replicas_adopting_the_same_waiting_notices_move_each_once() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_database(backend, dir.path()).await;
+        let (one, two) = (open(&url).await, open(&url).await);
+        // D000..D099 were recorded overnight and wait; each replica's plan holds some of them.
+        let waiting: Vec<Notice> = (0..100).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
+        one.enqueue(&waiting, 1).await.unwrap();
+        let plan_a: Vec<Notice> = (0..100).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
+        let plan_b: Vec<Notice> = (50..150).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
+        let record = |store: Store, plan: Vec<Notice>, who: &'static str| async move {
+            let message = NewMessage {
+                id: format!("m-{who}"),
+                message_id: format!("<{who}@t>"),
+                kind: "reminder".into(),
+                recipient: "lien".into(),
+                address: "lien@example.gov.vn".into(),
+                channel: "email".into(),
+                subject: "s".into(),
+                payload: "p".into(),
+                packed: pack("p"),
+                notice_keys: plan.iter().map(|n| n.key.clone()).collect(),
+            };
+            let rows: Vec<NoticeRow> = plan
+                .iter()
+                .map(|n| NoticeRow::queued(n, &message.id).adopted(n.directive.as_deref() < Some("D100")))
+                .collect();
+            let recorded =
+                store.record_planned_messages(&rows, std::slice::from_ref(&message), who, i64::MAX, 1).await.unwrap();
+            if !recorded {
+                let new: Vec<&Notice> = plan.iter().filter(|n| n.directive.as_deref() >= Some("D100")).collect();
+                store.enqueue_unrecorded(new, 1).await.unwrap();
+            }
+            recorded
+        };
+        let (a, b) = tokio::join!(record(one.clone(), plan_a, "a"), record(two, plan_b, "b"));
+        assert!(a ^ b, "{backend:?}: exactly one replica moves the waiting notices (a {a}, b {b})");
+        let counts = one.status_report(10).await.unwrap().counts;
+        assert_eq!(counts.messages, vec![("queued".to_string(), 1)], "{backend:?}");
+        assert_eq!(counts.notices, vec![("pending".to_string(), 50), ("queued".to_string(), 100)], "{backend:?}");
+    }
+}

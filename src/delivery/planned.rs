@@ -1,15 +1,17 @@
-//! Delivery of a tick's own plan: the notices the tick has just planned and the outbox does
-//! not hold yet go straight into messages — rendered from the tick's snapshot, recorded
-//! together with their messages (leased to this process) in one transaction, then sent. A
-//! national round of ~100,000 notices thereby skips writing each notice as pending, claiming
-//! it back and re-reading its directive. Whatever cannot go this way waits in the outbox as
-//! pending for [`Deliverer::deliver`]'s claim: digests and reports, notices of a person who
-//! already has notices pending (one message per person and channel per round), and a batch
-//! a replica recorded first.
+//! Delivery of a tick's own plan: the reminders the tick has just planned go straight into
+//! messages — rendered from the tick's snapshot, recorded together with their messages
+//! (leased to this process) in one transaction, then sent. New notices are inserted there;
+//! notices recorded by an earlier tick and still pending (planned overnight, outside the send
+//! window) are adopted, since the fresh plan has just re-checked them. A national round of
+//! ~100,000 notices thereby skips claiming each one and re-reading its directive. What cannot
+//! go this way waits in the outbox for [`Deliverer::deliver`]'s claim: digests and reports, the
+//! notices of a person who has pending notices the plan no longer owes (the claim supersedes
+//! those, and one message per person and channel per round holds), and a batch a replica
+//! recorded or claimed first.
 
 use super::{Deliverer, DeliveryStats, Phases};
 use crate::config::Backend;
-use crate::domain::{Directive, Notice, NoticeKind};
+use crate::domain::{Channel, Directive, Notice, NoticeKind};
 use crate::planner::Snapshot;
 use crate::store::{ClaimedMessage, NewMessage, NoticeRow, QueuedNotice, StoreError};
 use chrono::DateTime;
@@ -24,6 +26,8 @@ use tokio::runtime::RuntimeFlavor;
 pub struct PlannedDelivery {
     /// Notices new to the outbox (in messages, superseded, or left pending).
     pub recorded: usize,
+    /// Notices recorded by an earlier tick, still pending, delivered by this one.
+    pub adopted: usize,
     pub stats: DeliveryStats,
 }
 
@@ -39,26 +43,14 @@ impl Deliverer<'_> {
         let mut done = PlannedDelivery::default();
         let mut phases = Phases::default();
         let started = Instant::now();
-        let keys: Vec<String> = owed.iter().map(|n| n.key.clone()).collect();
-        let known = self.store.known_keys(&keys).await?;
-        drop(keys);
-        let waiting = self.store.pending_routes().await?;
-        let (mut direct, later): (Vec<&Notice>, Vec<&Notice>) =
-            owed.iter().filter(|n| !known.contains(&n.key)).partition(|n| {
-                n.kind != NoticeKind::Digest
-                    && snapshot.people.get(&n.recipient).is_some_and(|p| p.active)
-                    && !waiting.contains(&(n.recipient.clone(), n.channel.as_str().to_string()))
-            });
+        let (mut direct, later) = self.sort_out(snapshot, owed).await?;
         done.recorded += self.store.enqueue_unrecorded(later, now.timestamp()).await?;
         phases.claim += started.elapsed();
-        direct.sort_unstable_by(|a, b| {
-            (a.recipient.as_str(), a.channel, a.key.as_str()).cmp(&(b.recipient.as_str(), b.channel, b.key.as_str()))
-        });
+        direct.sort_unstable_by(|a, b| claim_order(a.notice).cmp(&claim_order(b.notice)));
         let directives: HashMap<&str, &Directive> = snapshot.directives.iter().map(|d| (d.code.as_str(), d)).collect();
-        let batch_size = usize::try_from(self.config.raw.delivery.batch_size).unwrap_or(500).max(1)
-            * std::env::var("NV_BX").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(1);
-        let mut batches: Vec<&[&Notice]> = Vec::new();
-        let mut rest: &[&Notice] = &direct;
+        let batch_size = usize::try_from(self.config.raw.delivery.batch_size).unwrap_or(500).max(1);
+        let mut batches: Vec<&[Planned]> = Vec::new();
+        let mut rest: &[Planned] = &direct;
         while !rest.is_empty() {
             let (batch, after) = rest.split_at(batch_end(rest, batch_size));
             batches.push(batch);
@@ -70,11 +62,11 @@ impl Deliverer<'_> {
             self.pipelined(snapshot, now, &batches, &directives, &mut done, &mut phases)
         };
         // Batches not reached (shutting down, or the database failed) wait as pending.
-        let unreached: Vec<&Notice> = batches.iter().skip(handled?).flat_map(|b| b.iter().copied()).collect();
+        let unreached: Vec<&Notice> = batches.iter().skip(handled?).flat_map(|b| new_in(b)).collect();
         if !unreached.is_empty() {
             done.recorded += self.store.enqueue_unrecorded(unreached, now.timestamp()).await?;
         }
-        tracing::debug!(?phases, stats = ?done.stats, recorded = done.recorded, "planned delivery done");
+        tracing::debug!(?phases, stats = ?done.stats, recorded = done.recorded, adopted = done.adopted, "planned delivery done");
         Ok(done)
     }
 
@@ -88,7 +80,7 @@ impl Deliverer<'_> {
         &self,
         snapshot: &Snapshot,
         now: DateTime<Tz>,
-        batches: &[&[&Notice]],
+        batches: &[&[Planned<'_>]],
         directives: &HashMap<&str, &Directive>,
         done: &mut PlannedDelivery,
         phases: &mut Phases,
@@ -151,7 +143,7 @@ impl Deliverer<'_> {
         &self,
         snapshot: &Snapshot,
         now: DateTime<Tz>,
-        batches: &[&[&Notice]],
+        batches: &[&[Planned<'_>]],
         directives: &HashMap<&str, &Directive>,
         done: &mut PlannedDelivery,
         phases: &mut Phases,
@@ -171,16 +163,52 @@ impl Deliverer<'_> {
         Ok(handled)
     }
 
+    /// Sorts what is owed into what this tick delivers itself (new, or recorded and still
+    /// pending) and what it leaves to the claim (new notices to record as pending). Notices
+    /// already in a message, sent or superseded are neither.
+    async fn sort_out<'n>(
+        &self,
+        snapshot: &Snapshot,
+        owed: &'n [Notice],
+    ) -> Result<(Vec<Planned<'n>>, Vec<&'n Notice>), StoreError> {
+        let keys: Vec<&str> = owed.iter().map(|n| n.key.as_str()).collect();
+        let states = self.store.states_of(&keys).await?;
+        drop(keys);
+        let route = |n: &Notice| (n.recipient.clone(), n.channel.as_str().to_string());
+        let pending = |n: &Notice| states.get(&n.key).is_some_and(|s| s == "pending");
+        // A person's route goes direct only if the plan owes every notice pending on it.
+        let mut unowed_pending = self.store.pending_per_route().await?;
+        for n in owed.iter().filter(|n| pending(n)) {
+            if let Some(count) = unowed_pending.get_mut(&route(n)) {
+                *count -= 1;
+            }
+        }
+        let mut direct = Vec::new();
+        let mut later = Vec::new();
+        for n in owed {
+            let goes_direct = n.kind != NoticeKind::Digest
+                && snapshot.people.get(&n.recipient).is_some_and(|p| p.active)
+                && unowed_pending.get(&route(n)).is_none_or(|left| *left <= 0);
+            match states.get(&n.key).map(String::as_str) {
+                None if goes_direct => direct.push(Planned { notice: n, adopted: false }),
+                None => later.push(n),
+                Some("pending") if goes_direct => direct.push(Planned { notice: n, adopted: true }),
+                Some(_) => {}
+            }
+        }
+        Ok((direct, later))
+    }
+
     /// Groups and renders one batch into its messages.
     fn render_batch<'b>(
         &self,
         snapshot: &Snapshot,
         now: DateTime<Tz>,
-        batch: &'b [&'b Notice],
+        batch: &'b [Planned<'b>],
         directives: &HashMap<&str, &Directive>,
     ) -> Rendered<'b> {
         let started = Instant::now();
-        let queued: Vec<QueuedNotice> = batch.iter().map(|n| QueuedNotice::from(*n)).collect();
+        let queued: Vec<QueuedNotice> = batch.iter().map(|p| QueuedNotice::from(p.notice)).collect();
         let refs: Vec<&QueuedNotice> = queued.iter().collect();
         let (messages, superseded) = self.render_groups(snapshot, now, &refs, directives);
         Rendered { batch, messages, superseded, took: started.elapsed() }
@@ -204,10 +232,13 @@ impl Deliverer<'_> {
         let reason_of: HashMap<&str, &str> = superseded.iter().map(|(k, r)| (k.as_str(), r.as_str())).collect();
         let rows: Vec<NoticeRow> = batch
             .iter()
-            .map(|n| match (message_of.get(n.key.as_str()), reason_of.get(n.key.as_str())) {
-                (Some(id), _) => NoticeRow::queued(n, id),
-                (None, Some(reason)) => NoticeRow::superseded(n, reason),
-                (None, None) => NoticeRow::pending(n),
+            .map(|&Planned { notice: n, adopted }| {
+                let row = match (message_of.get(n.key.as_str()), reason_of.get(n.key.as_str())) {
+                    (Some(id), _) => NoticeRow::queued(n, id),
+                    (None, Some(reason)) => NoticeRow::superseded(n, reason),
+                    (None, None) => NoticeRow::pending(n),
+                };
+                row.adopted(adopted)
             })
             .collect();
         let recorded = self
@@ -217,16 +248,13 @@ impl Deliverer<'_> {
         drop(rows);
         phases.commit += started.elapsed();
         if !recorded {
-            let again = self.store.enqueue_unrecorded(batch.to_vec(), now.timestamp()).await?;
-            tracing::info!(
-                notices = batch.len(),
-                again,
-                "part of a planned batch was recorded by another process first; the rest waits to be claimed"
-            );
+            let again = self.store.enqueue_unrecorded(new_in(batch).collect(), now.timestamp()).await?;
+            tracing::info!(notices = batch.len(), again, "part of a planned batch was recorded or claimed by another process first; the batch waits to be claimed");
             done.recorded += again;
             return Ok(Vec::new());
         }
-        done.recorded += batch.len();
+        done.recorded += new_in(batch).count();
+        done.adopted += batch.len() - new_in(batch).count();
         done.stats.messages_created += messages.len();
         done.stats.superseded += superseded.len();
         for (key, reason) in &superseded {
@@ -254,9 +282,26 @@ impl Deliverer<'_> {
     }
 }
 
+/// A notice of this tick's plan on its way into a message.
+#[derive(Debug, Clone, Copy)]
+struct Planned<'n> {
+    notice: &'n Notice,
+    /// Recorded by an earlier tick and still pending.
+    adopted: bool,
+}
+
+/// The notices of a batch that are new to the outbox.
+fn new_in<'b>(batch: &'b [Planned<'b>]) -> impl Iterator<Item = &'b Notice> + 'b {
+    batch.iter().filter(|p| !p.adopted).map(|p| p.notice)
+}
+
+fn claim_order(n: &Notice) -> (&str, Channel, &str) {
+    (n.recipient.as_str(), n.channel, n.key.as_str())
+}
+
 /// One batch of planned notices and what rendering made of it.
 struct Rendered<'b> {
-    batch: &'b [&'b Notice],
+    batch: &'b [Planned<'b>],
     messages: Vec<NewMessage>,
     /// Notices that could not be rendered or addressed, with the reason.
     superseded: Vec<(String, String)>,
@@ -265,13 +310,13 @@ struct Rendered<'b> {
 
 /// Where the first batch of `notices` (in claim order) ends: at `size` notices or more, but
 /// never inside one person's notices on one channel, so each of them makes one message.
-fn batch_end(notices: &[&Notice], size: usize) -> usize {
+fn batch_end(notices: &[Planned], size: usize) -> usize {
     if notices.len() <= size {
         return notices.len();
     }
-    let route = |n: &Notice| (n.recipient.clone(), n.channel);
-    let last = route(notices[size - 1]);
-    size + notices[size..].iter().take_while(|n| route(n) == last).count()
+    let route = |p: &Planned| (p.notice.recipient.clone(), p.notice.channel);
+    let last = route(&notices[size - 1]);
+    size + notices[size..].iter().take_while(|p| route(p) == last).count()
 }
 
 #[cfg(test)]
@@ -298,7 +343,7 @@ mod tests {
     fn a_batch_never_splits_one_persons_notices() {
         let all: Vec<Notice> =
             [("a", 3), ("b", 4), ("c", 1)].iter().flat_map(|(r, n)| (0..*n).map(|i| notice(r, i))).collect();
-        let refs: Vec<&Notice> = all.iter().collect();
+        let refs: Vec<Planned> = all.iter().map(|notice| Planned { notice, adopted: false }).collect();
         assert_eq!(batch_end(&refs, 2), 3, "a's three notices stay together");
         assert_eq!(batch_end(&refs, 3), 3, "the batch ends where a's notices end");
         assert_eq!(batch_end(&refs, 4), 7, "b's notices are not split");

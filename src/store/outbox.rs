@@ -212,21 +212,24 @@ impl Store {
         Ok(usize::try_from(inserted).unwrap_or(usize::MAX))
     }
 
-    /// The (recipient, channel) pairs with notices waiting to be claimed.
-    pub async fn pending_routes(&self) -> Result<HashSet<(String, String)>> {
+    /// How many notices wait to be claimed, per (recipient, channel).
+    pub async fn pending_per_route(&self) -> Result<HashMap<(String, String), i64>> {
         let sql = format!(
-            "SELECT DISTINCT recipient, channel FROM {} WHERE status = 'pending'",
+            "SELECT recipient, channel, COUNT(*) FROM {} WHERE status = 'pending' GROUP BY recipient, channel",
             pending_notices(self.backend)
         );
-        Ok(sqlx::query_as::<_, (String, String)>(&sql).fetch_all(&self.pool).await?.into_iter().collect())
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(&sql).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(recipient, channel, n)| ((recipient, channel), n)).collect())
     }
 
     /// Records notices planned a moment ago together with the messages they were rendered
     /// into (leased to `owner`), in one transaction — notices and message are recorded before
-    /// anything is sent, as when pending notices are claimed, minus the round trip through
-    /// `pending`. When any of the notices is already recorded (a replica planned the same
-    /// round and got there first) nothing is recorded and `false` comes back: the caller
-    /// then enqueues them as pending, and the claim re-checks them, so nothing goes twice.
+    /// anything is sent, as when pending notices are claimed. New notices are inserted;
+    /// adopted ones (recorded earlier, still pending) move into their message. When any new
+    /// notice is already recorded, or any adopted one is no longer pending (a replica planned
+    /// or claimed the same round and got there first), nothing is recorded and `false` comes
+    /// back: the caller then leaves them to the claim, which re-checks them, so nothing goes
+    /// twice. PostgreSQL ending such a race as a deadlock counts the same.
     pub async fn record_planned_messages(
         &self,
         notices: &[NoticeRow<'_>],
@@ -235,9 +238,45 @@ impl Store {
         lease_until: i64,
         now: i64,
     ) -> Result<bool> {
+        match self.try_record_planned(notices, messages, owner, lease_until, now).await {
+            Err(StoreError::Db(sqlx::Error::Database(e))) if e.code().as_deref() == Some("40P01") => {
+                tracing::info!(error = %e, "a replica recorded the same notices at the same moment; left to the claim");
+                Ok(false)
+            }
+            other => other,
+        }
+    }
+
+    async fn try_record_planned(
+        &self,
+        notices: &[NoticeRow<'_>],
+        messages: &[NewMessage],
+        owner: &str,
+        lease_until: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let (adopted, new): (Vec<NoticeRow>, Vec<NoticeRow>) = notices.iter().partition(|r| r.adopted);
         let mut tx = self.begin_write().await?;
-        let inserted = insert_notices(&mut tx, self.backend, notices, now).await?;
-        if usize::try_from(inserted).ok() != Some(notices.len()) {
+        let inserted = insert_notices(&mut tx, self.backend, &new, now).await?;
+        let queued: Vec<(&str, &str)> =
+            adopted.iter().filter_map(|r| Some((r.notice.key.as_str(), r.message?))).collect();
+        let superseded: Vec<(&str, &str)> =
+            adopted.iter().filter_map(|r| Some((r.notice.key.as_str(), r.reason?))).collect();
+        let still_pending = " AND notices.status = 'pending'";
+        let set_queued = "status = 'queued', message = v.column2";
+        let moved = update_notices(&mut tx, self.backend, set_queued, still_pending, &queued, now).await?
+            + update_notices(
+                &mut tx,
+                self.backend,
+                "status = 'superseded', reason = v.column2",
+                still_pending,
+                &superseded,
+                now,
+            )
+            .await?;
+        if usize::try_from(inserted).ok() != Some(new.len())
+            || usize::try_from(moved).ok() != Some(queued.len() + superseded.len())
+        {
             tx.rollback().await?;
             return Ok(false);
         }
@@ -253,20 +292,26 @@ impl Store {
     }
 
     async fn known_keys_of(&self, keys: &[&str]) -> Result<HashSet<String>> {
-        let mut known = HashSet::new();
+        Ok(self.states_of(keys).await?.into_keys().collect())
+    }
+
+    /// The state (pending, queued, superseded …) of each of `keys` the outbox holds.
+    pub async fn states_of(&self, keys: &[&str]) -> Result<HashMap<String, String>> {
+        let mut known = HashMap::new();
         if keys.is_empty() {
             return Ok(known);
         }
         let mut tx = self.pool.begin().await?;
         self.index_lookups_only(&mut tx).await?;
         for chunk in keys.chunks(rows_per_statement(1)) {
-            let sql = format!("SELECT key FROM notices WHERE key IN {}", Marks::new(self.backend).tuple(chunk.len()));
-            let mut query =
-                sqlx::query_as::<_, (String,)>(&sql).persistent(keep_prepared(chunk.len(), rows_per_statement(1)));
+            let sql =
+                format!("SELECT key, status FROM notices WHERE key IN {}", Marks::new(self.backend).tuple(chunk.len()));
+            let mut query = sqlx::query_as::<_, (String, String)>(&sql)
+                .persistent(keep_prepared(chunk.len(), rows_per_statement(1)));
             for key in chunk {
                 query = query.bind(*key);
             }
-            known.extend(query.fetch_all(&mut *tx).await?.into_iter().map(|(k,)| k));
+            known.extend(query.fetch_all(&mut *tx).await?);
         }
         tx.commit().await?;
         Ok(known)
@@ -544,9 +589,9 @@ impl NoticeClaim {
         insert_messages(&mut self.tx, self.backend, messages, owner, lease_until, now).await?;
         let queued: Vec<(&str, &str)> =
             messages.iter().flat_map(|m| m.notice_keys.iter().map(|k| (k.as_str(), m.id.as_str()))).collect();
-        update_notices(&mut self.tx, self.backend, "status = 'queued', message = v.column2", &queued, now).await?;
+        update_notices(&mut self.tx, self.backend, "status = 'queued', message = v.column2", "", &queued, now).await?;
         let superseded: Vec<(&str, &str)> = superseded.iter().map(|(k, r)| (k.as_str(), r.as_str())).collect();
-        update_notices(&mut self.tx, self.backend, "status = 'superseded', reason = v.column2", &superseded, now)
+        update_notices(&mut self.tx, self.backend, "status = 'superseded', reason = v.column2", "", &superseded, now)
             .await?;
         self.tx.commit().await?;
         Ok(())
@@ -649,19 +694,26 @@ pub struct NoticeRow<'n> {
     pub status: &'static str,
     pub message: Option<&'n str>,
     pub reason: Option<&'n str>,
+    /// Already in the outbox, pending: moved rather than inserted.
+    pub adopted: bool,
 }
 
 impl<'n> NoticeRow<'n> {
+    /// The same row, for a notice already recorded and still pending.
+    pub fn adopted(self, adopted: bool) -> NoticeRow<'n> {
+        NoticeRow { adopted, ..self }
+    }
+
     pub fn pending(notice: &'n Notice) -> NoticeRow<'n> {
-        NoticeRow { notice, status: "pending", message: None, reason: None }
+        NoticeRow { notice, status: "pending", message: None, reason: None, adopted: false }
     }
 
     pub fn queued(notice: &'n Notice, message: &'n str) -> NoticeRow<'n> {
-        NoticeRow { notice, status: "queued", message: Some(message), reason: None }
+        NoticeRow { notice, status: "queued", message: Some(message), reason: None, adopted: false }
     }
 
     pub fn superseded(notice: &'n Notice, reason: &'n str) -> NoticeRow<'n> {
-        NoticeRow { notice, status: "superseded", message: None, reason: Some(reason) }
+        NoticeRow { notice, status: "superseded", message: None, reason: Some(reason), adopted: false }
     }
 }
 
@@ -720,23 +772,25 @@ async fn update_notices(
     tx: &mut sqlx::Transaction<'static, Any>,
     backend: Backend,
     set: &str,
+    condition: &str,
     pairs: &[(&str, &str)],
     now: i64,
-) -> Result<()> {
+) -> Result<u64> {
+    let mut updated = 0;
     for chunk in pairs.chunks(rows_per_statement(2)) {
         let mut marks = Marks::new(backend);
         let at = marks.mark();
         let sql = format!(
-            "UPDATE notices SET {set}, updated_at = {at} FROM (VALUES {}) AS v WHERE notices.key = v.column1",
+            "UPDATE notices SET {set}, updated_at = {at} FROM (VALUES {}) AS v WHERE notices.key = v.column1{condition}",
             marks.rows(chunk.len(), 2)
         );
         let mut query = sqlx::query(&sql).persistent(keep_prepared(chunk.len(), rows_per_statement(2))).bind(now);
         for (key, value) in chunk {
             query = query.bind(*key).bind(*value);
         }
-        query.execute(&mut **tx).await?;
+        updated += query.execute(&mut **tx).await?.rows_affected();
     }
-    Ok(())
+    Ok(updated)
 }
 
 /// Records one outcome inside `tx`, if `owner` still holds the message's lease.
