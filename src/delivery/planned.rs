@@ -175,7 +175,7 @@ impl Deliverer<'_> {
         let states = self.store.states_of(&keys).await?;
         drop(keys);
         let route = |n: &Notice| (n.recipient.clone(), n.channel.as_str().to_string());
-        let pending = |n: &Notice| states.get(&n.key).is_some_and(|s| s == "pending");
+        let pending = |n: &Notice| states.get(&n.key).copied().unwrap_or(false);
         // A person's route goes direct only if the plan owes every notice pending on it.
         let mut unowed_pending = self.store.pending_per_route().await?;
         for n in owed.iter().filter(|n| pending(n)) {
@@ -189,10 +189,10 @@ impl Deliverer<'_> {
             let goes_direct = n.kind != NoticeKind::Digest
                 && snapshot.people.get(&n.recipient).is_some_and(|p| p.active)
                 && unowed_pending.get(&route(n)).is_none_or(|left| *left <= 0);
-            match states.get(&n.key).map(String::as_str) {
+            match states.get(&n.key) {
                 None if goes_direct => direct.push(Planned { notice: n, adopted: false }),
                 None => later.push(n),
-                Some("pending") if goes_direct => direct.push(Planned { notice: n, adopted: true }),
+                Some(true) if goes_direct => direct.push(Planned { notice: n, adopted: true }),
                 Some(_) => {}
             }
         }

@@ -257,6 +257,10 @@ impl Store {
     ) -> Result<bool> {
         let (adopted, new): (Vec<NoticeRow>, Vec<NoticeRow>) = notices.iter().partition(|r| r.adopted);
         let mut tx = self.begin_write().await?;
+        if !adopted.is_empty() {
+            // Adopted notices are found by key among the ~100,000 an overnight tick recorded.
+            self.index_lookups_only(&mut tx).await?;
+        }
         let inserted = insert_notices(&mut tx, self.backend, &new, now).await?;
         let queued: Vec<(&str, &str)> =
             adopted.iter().filter_map(|r| Some((r.notice.key.as_str(), r.message?))).collect();
@@ -295,8 +299,8 @@ impl Store {
         Ok(self.states_of(keys).await?.into_keys().collect())
     }
 
-    /// The state (pending, queued, superseded …) of each of `keys` the outbox holds.
-    pub async fn states_of(&self, keys: &[&str]) -> Result<HashMap<String, String>> {
+    /// Each of `keys` the outbox holds, and whether it still waits to be claimed (pending).
+    pub async fn states_of(&self, keys: &[&str]) -> Result<HashMap<String, bool>> {
         let mut known = HashMap::new();
         if keys.is_empty() {
             return Ok(known);
@@ -304,14 +308,16 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         self.index_lookups_only(&mut tx).await?;
         for chunk in keys.chunks(rows_per_statement(1)) {
-            let sql =
-                format!("SELECT key, status FROM notices WHERE key IN {}", Marks::new(self.backend).tuple(chunk.len()));
-            let mut query = sqlx::query_as::<_, (String, String)>(&sql)
-                .persistent(keep_prepared(chunk.len(), rows_per_statement(1)));
+            let sql = format!(
+                "SELECT key, CAST(CASE WHEN status = 'pending' THEN 1 ELSE 0 END AS BIGINT) FROM notices WHERE key IN {}",
+                Marks::new(self.backend).tuple(chunk.len())
+            );
+            let mut query =
+                sqlx::query_as::<_, (String, i64)>(&sql).persistent(keep_prepared(chunk.len(), rows_per_statement(1)));
             for key in chunk {
                 query = query.bind(*key);
             }
-            known.extend(query.fetch_all(&mut *tx).await?);
+            known.extend(query.fetch_all(&mut *tx).await?.into_iter().map(|(key, pending)| (key, pending == 1)));
         }
         tx.commit().await?;
         Ok(known)
