@@ -295,6 +295,22 @@ async fn a_leased_message_is_taken_by_one_claimer_and_only_its_holder_records_th
     }
 }
 
+/// One message to lien holding every notice of `plan`, recorded by replica `who`.
+fn lien_message(who: &str, plan: &[Notice]) -> NewMessage {
+    NewMessage {
+        id: format!("m-{who}"),
+        message_id: format!("<{who}@t>"),
+        kind: "reminder".into(),
+        recipient: "lien".into(),
+        address: "lien@example.gov.vn".into(),
+        channel: "email".into(),
+        subject: "s".into(),
+        payload: "p".into(),
+        packed: pack("p"),
+        notice_keys: plan.iter().map(|n| n.key.clone()).collect(),
+    }
+}
+
 #[tokio::test]
 async fn two_replicas_recording_the_same_plan_record_each_notice_once() {
     for backend in BACKENDS {
@@ -305,18 +321,7 @@ async fn two_replicas_recording_the_same_plan_record_each_notice_once() {
         let plan_a: Vec<Notice> = (0..100).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
         let plan_b: Vec<Notice> = (50..150).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
         let record = |store: Store, plan: Vec<Notice>, who: &'static str| async move {
-            let message = NewMessage {
-                id: format!("m-{who}"),
-                message_id: format!("<{who}@t>"),
-                kind: "reminder".into(),
-                recipient: "lien".into(),
-                address: "lien@example.gov.vn".into(),
-                channel: "email".into(),
-                subject: "s".into(),
-                payload: "p".into(),
-                packed: pack("p"),
-                notice_keys: plan.iter().map(|n| n.key.clone()).collect(),
-            };
+            let message = lien_message(who, &plan);
             let rows: Vec<NoticeRow> = plan.iter().map(|n| NoticeRow::queued(n, &message.id)).collect();
             let recorded =
                 store.record_planned_messages(&rows, std::slice::from_ref(&message), who, i64::MAX, 1).await.unwrap();
@@ -349,18 +354,7 @@ async fn two_replicas_adopting_the_same_waiting_notices_move_each_once() {
         let plan_a: Vec<Notice> = (0..100).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
         let plan_b: Vec<Notice> = (50..150).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
         let record = |store: Store, plan: Vec<Notice>, who: &'static str| async move {
-            let message = NewMessage {
-                id: format!("m-{who}"),
-                message_id: format!("<{who}@t>"),
-                kind: "reminder".into(),
-                recipient: "lien".into(),
-                address: "lien@example.gov.vn".into(),
-                channel: "email".into(),
-                subject: "s".into(),
-                payload: "p".into(),
-                packed: pack("p"),
-                notice_keys: plan.iter().map(|n| n.key.clone()).collect(),
-            };
+            let message = lien_message(who, &plan);
             let rows: Vec<NoticeRow> = plan
                 .iter()
                 .map(|n| NoticeRow::queued(n, &message.id).adopted(n.directive.as_deref() < Some("D100")))
