@@ -61,7 +61,8 @@ impl Deliverer<'_> {
         } else {
             self.pipelined(snapshot, now, &batches, &directives, &mut done, &mut phases)
         };
-        // Batches not reached (shutting down, or the database failed) wait as pending.
+        // Batches not reached when shutting down wait as pending. (After a database failure
+        // the error goes up; what was not recorded is planned again by the next tick.)
         let unreached: Vec<&Notice> = batches.iter().skip(handled?).flat_map(|b| new_in(b)).collect();
         if !unreached.is_empty() {
             done.recorded += self.store.enqueue_unrecorded(unreached, now.timestamp()).await?;
