@@ -5,7 +5,7 @@
 //! parent creates and drops the databases, starts Postfix `smtp-sink`, and prints a Markdown
 //! table (and JSON lines with `--out`). Nothing here is used by the daemon.
 
-use crate::app::{App, Outlets};
+use crate::app::{App, Outlets, TickReport};
 use crate::calendar::Calendar;
 use crate::channels::EmailChannel;
 use crate::config::{Config, MailTransport};
@@ -637,44 +637,54 @@ async fn render(app: &App, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Res
 }
 
 /// `App::tick` on a fresh copy of the dataset, its outbox empty.
-async fn cycle(app: &App, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Result<Measurement> {
-    let outlets = app.outlets()?;
-    let stopping = AtomicBool::new(false);
-    let started = Instant::now();
-    let report = app.tick(now, &outlets, &stopping).await?;
-    m.seconds = started.elapsed().as_secs_f64();
-    m.work = report.recorded as u64;
-    m.unit = "owed notices".into();
-    m.rate = rate(m.work, m.seconds);
-    m.detail = format!(
-        "tick: plan {} directives, record {} notices, {} (file transport)",
-        m.directives,
-        report.recorded,
-        delivery_detail(&report.delivery)
-    );
-    Ok(m)
+async fn cycle(app: &App, now: DateTime<Tz>, m: Measurement) -> anyhow::Result<Measurement> {
+    timed_tick(app, now, m, |report, m| {
+        let detail = format!(
+            "tick: plan {} directives, record {} notices, {} (file transport)",
+            m.directives,
+            report.recorded,
+            delivery_detail(&report.delivery)
+        );
+        (report.recorded, detail)
+    })
+    .await
 }
 
 /// The daily round as a daemon lives it: what is owed was recorded overnight, outside the send
 /// window (untimed here); the first tick inside the window plans again and delivers it all.
-async fn morning(app: &App, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Result<Measurement> {
+async fn morning(app: &App, now: DateTime<Tz>, m: Measurement) -> anyhow::Result<Measurement> {
     let owed = app.owed(now).await?;
     app.store.enqueue(&owed, now.timestamp()).await?;
     drop(owed);
+    timed_tick(app, now, m, |report, m| {
+        let detail = format!(
+            "tick after an overnight tick recorded {} notices: plan {} directives, {} (file transport)",
+            report.adopted,
+            m.directives,
+            delivery_detail(&report.delivery)
+        );
+        (report.adopted, detail)
+    })
+    .await
+}
+
+/// One timed `App::tick` at `now`; `describe` says how many owed notices it handled, and how.
+async fn timed_tick(
+    app: &App,
+    now: DateTime<Tz>,
+    mut m: Measurement,
+    describe: impl FnOnce(&TickReport, &Measurement) -> (usize, String),
+) -> anyhow::Result<Measurement> {
     let outlets = app.outlets()?;
     let stopping = AtomicBool::new(false);
     let started = Instant::now();
     let report = app.tick(now, &outlets, &stopping).await?;
     m.seconds = started.elapsed().as_secs_f64();
-    m.work = report.adopted as u64;
+    let (work, detail) = describe(&report, &m);
+    m.work = work as u64;
     m.unit = "owed notices".into();
     m.rate = rate(m.work, m.seconds);
-    m.detail = format!(
-        "tick after an overnight tick recorded {} notices: plan {} directives, {} (file transport)",
-        report.adopted,
-        m.directives,
-        delivery_detail(&report.delivery)
-    );
+    m.detail = detail;
     Ok(m)
 }
 
