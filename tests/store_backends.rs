@@ -295,6 +295,11 @@ async fn a_leased_message_is_taken_by_one_claimer_and_only_its_holder_records_th
     }
 }
 
+/// lien's T+1 notices of directives D{range}.
+fn lien_plan(range: std::ops::Range<usize>) -> Vec<Notice> {
+    range.map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect()
+}
+
 /// One message to lien holding every notice of `plan`, recorded by replica `who`.
 fn lien_message(who: &str, plan: &[Notice]) -> NewMessage {
     NewMessage {
@@ -318,8 +323,8 @@ async fn two_replicas_recording_the_same_plan_record_each_notice_once() {
         let url = fresh_database(backend, dir.path()).await;
         let (one, two) = (open(&url).await, open(&url).await);
         // Both planned the same round; their batches overlap in D50..D99.
-        let plan_a: Vec<Notice> = (0..100).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
-        let plan_b: Vec<Notice> = (50..150).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
+        let plan_a: Vec<Notice> = lien_plan(0..100);
+        let plan_b: Vec<Notice> = lien_plan(50..150);
         let record = |store: Store, plan: Vec<Notice>, who: &'static str| async move {
             let message = lien_message(who, &plan);
             let rows: Vec<NoticeRow> = plan.iter().map(|n| NoticeRow::queued(n, &message.id)).collect();
@@ -349,10 +354,10 @@ async fn two_replicas_adopting_the_same_waiting_notices_move_each_once() {
         let url = fresh_database(backend, dir.path()).await;
         let (one, two) = (open(&url).await, open(&url).await);
         // D000..D099 were recorded overnight and wait; each replica's plan holds some of them.
-        let waiting: Vec<Notice> = (0..100).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
+        let waiting: Vec<Notice> = lien_plan(0..100);
         one.enqueue(&waiting, 1).await.unwrap();
-        let plan_a: Vec<Notice> = (0..100).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
-        let plan_b: Vec<Notice> = (50..150).map(|i| notice(&format!("D{i:03}"), "lien", "T+1")).collect();
+        let plan_a: Vec<Notice> = lien_plan(0..100);
+        let plan_b: Vec<Notice> = lien_plan(50..150);
         let record = |store: Store, plan: Vec<Notice>, who: &'static str| async move {
             let message = lien_message(who, &plan);
             let rows: Vec<NoticeRow> = plan

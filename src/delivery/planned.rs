@@ -11,9 +11,10 @@
 
 use super::{Deliverer, DeliveryStats, Phases};
 use crate::config::Backend;
-use crate::domain::{Channel, Directive, Notice, NoticeKind};
+use crate::domain::{Directive, Notice, NoticeKind};
 use crate::planner::Snapshot;
-use crate::store::{ClaimedMessage, NewMessage, NoticeRow, QueuedNotice, StoreError};
+
+use crate::store::{claim_order, ClaimedMessage, NewMessage, NoticeRow, QueuedNotice, StoreError};
 use chrono::DateTime;
 use chrono_tz::Tz;
 use std::collections::HashMap;
@@ -294,10 +295,6 @@ struct Planned<'n> {
 /// The notices of a batch that are new to the outbox.
 fn new_in<'b>(batch: &'b [Planned<'b>]) -> impl Iterator<Item = &'b Notice> + 'b {
     batch.iter().filter(|p| !p.adopted).map(|p| p.notice)
-}
-
-fn claim_order(n: &Notice) -> (&str, Channel, &str) {
-    (n.recipient.as_str(), n.channel, n.key.as_str())
 }
 
 /// One batch of planned notices and what rendering made of it.

@@ -11,6 +11,7 @@ mod outbox;
 mod rows;
 
 pub use directory::{ImportCounts, Importer, PlanningWindow};
+pub(crate) use outbox::claim_order;
 pub use outbox::{
     pack, ClaimedMessage, DeadLetter, MessageOutcome, NewMessage, NoticeClaim, NoticeRow, OutboxCounts, QueuedNotice,
     StatusReport,

@@ -689,7 +689,7 @@ fn unpack(id: &str, bytes: &[u8]) -> Result<String> {
 }
 
 /// The order delivery claims notices in (and the outbox stores them in).
-fn claim_order(n: &Notice) -> (&str, &str, &str) {
+pub(crate) fn claim_order(n: &Notice) -> (&str, &str, &str) {
     (n.recipient.as_str(), n.channel.as_str(), n.key.as_str())
 }
 
@@ -697,29 +697,39 @@ fn claim_order(n: &Notice) -> (&str, &str, &str) {
 #[derive(Debug, Clone, Copy)]
 pub struct NoticeRow<'n> {
     pub notice: &'n Notice,
-    pub status: &'static str,
+    /// The message it is queued in, if any.
     pub message: Option<&'n str>,
+    /// Why it is superseded, if it is.
     pub reason: Option<&'n str>,
     /// Already in the outbox, pending: moved rather than inserted.
     pub adopted: bool,
 }
 
 impl<'n> NoticeRow<'n> {
+    /// pending, queued (in its message) or superseded (with its reason).
+    pub fn status(&self) -> &'static str {
+        match (self.message, self.reason) {
+            (Some(_), _) => "queued",
+            (None, Some(_)) => "superseded",
+            (None, None) => "pending",
+        }
+    }
+
     /// The same row, for a notice already recorded and still pending.
     pub fn adopted(self, adopted: bool) -> NoticeRow<'n> {
         NoticeRow { adopted, ..self }
     }
 
     pub fn pending(notice: &'n Notice) -> NoticeRow<'n> {
-        NoticeRow { notice, status: "pending", message: None, reason: None, adopted: false }
+        NoticeRow { notice, message: None, reason: None, adopted: false }
     }
 
     pub fn queued(notice: &'n Notice, message: &'n str) -> NoticeRow<'n> {
-        NoticeRow { notice, status: "queued", message: Some(message), reason: None, adopted: false }
+        NoticeRow { notice, message: Some(message), reason: None, adopted: false }
     }
 
     pub fn superseded(notice: &'n Notice, reason: &'n str) -> NoticeRow<'n> {
-        NoticeRow { notice, status: "superseded", message: None, reason: Some(reason), adopted: false }
+        NoticeRow { notice, message: None, reason: Some(reason), adopted: false }
     }
 }
 
@@ -762,7 +772,7 @@ async fn insert_notices(
                 .bind(i64::from(n.days_overdue))
                 .bind(now)
                 .bind(now)
-                .bind(row.status)
+                .bind(row.status())
                 .bind(row.message)
                 .bind(row.reason);
         }
