@@ -130,9 +130,9 @@ impl App {
     /// Notices owed at `now` that the outbox does not hold yet.
     pub async fn unrecorded(&self, now: DateTime<Tz>) -> anyhow::Result<Vec<Notice>> {
         let owed = self.owed(now).await?;
-        let keys: Vec<String> = owed.iter().map(|n| n.key.clone()).collect();
+        let keys: Vec<&str> = owed.iter().map(|n| n.key.as_str()).collect();
         let known = self.store.known_keys(&keys).await?;
-        Ok(owed.into_iter().filter(|n| !known.contains(&n.key)).collect())
+        Ok(owed.iter().zip(known).filter(|(_, known)| !known).map(|(n, _)| n.clone()).collect())
     }
 
     /// One full cycle at `now`.

@@ -177,21 +177,20 @@ impl Deliverer<'_> {
         let states = self.store.states_of(&keys).await?;
         drop(keys);
         let route = |n: &Notice| (n.recipient.clone(), n.channel.as_str().to_string());
-        let pending = |n: &Notice| states.get(&n.key).copied().unwrap_or(false);
         // A person's route goes direct only if the plan owes every notice pending on it.
         let mut unowed_pending = self.store.pending_per_route().await?;
-        for n in owed.iter().filter(|n| pending(n)) {
+        for (n, _) in owed.iter().zip(&states).filter(|(_, state)| **state == Some(true)) {
             if let Some(count) = unowed_pending.get_mut(&route(n)) {
                 *count -= 1;
             }
         }
         let mut direct = Vec::new();
         let mut later = Vec::new();
-        for n in owed {
+        for (n, state) in owed.iter().zip(states) {
             let goes_direct = n.kind != NoticeKind::Digest
                 && snapshot.people.get(&n.recipient).is_some_and(|p| p.active)
                 && unowed_pending.get(&route(n)).is_none_or(|left| *left <= 0);
-            match states.get(&n.key) {
+            match state {
                 None if goes_direct => direct.push(Planned { notice: n, adopted: false }),
                 None => later.push(n),
                 Some(true) if goes_direct => direct.push(Planned { notice: n, adopted: true }),
