@@ -878,6 +878,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn key_states_come_back_in_the_order_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("k.db").display());
+        let store = Store::open(&url, 2, 1000).await.unwrap();
+        let (a, b, c) = (notice("D1", "a"), notice("D2", "b"), notice("D3", "c"));
+        store.enqueue(&[a.clone(), b.clone()], 100).await.unwrap();
+        let claim = store.claim_notices(1).await.unwrap();
+        let claimed: Vec<String> = claim.notices.iter().map(|n| n.key.clone()).collect();
+        assert_eq!(claimed, vec![a.key.clone()]);
+        claim.commit(&[message("m-a", "a", claimed)], &[], "me", i64::MAX, 100).await.unwrap();
+
+        let asked = [c.key.as_str(), b.key.as_str(), a.key.as_str(), b.key.as_str()];
+        let states = store.states_of(&asked).await.unwrap();
+        assert_eq!(
+            states,
+            vec![None, Some(true), Some(false), Some(true)],
+            "unknown, pending, in a message, pending again"
+        );
+        assert_eq!(store.known_keys(&asked).await.unwrap(), vec![false, true, true, true]);
+        assert!(store.states_of(&[]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn outcomes_recorded_together_match_outcomes_recorded_one_by_one() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("o.db").display());
