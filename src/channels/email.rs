@@ -75,13 +75,16 @@ fn crlf(body: String) -> String {
         return body;
     }
     let mut out = String::with_capacity(body.len() + body.len() / 32);
-    let mut previous = '\0';
-    for c in body.chars() {
-        if c == '\n' && previous != '\r' {
-            out.push('\r');
+    // Line by line (found with memchr), not char by char: this ran for every byte of a
+    // national round's 200 MB of MIME.
+    for line in body.split_inclusive('\n') {
+        match line.strip_suffix('\n') {
+            Some(content) if !content.ends_with('\r') => {
+                out.push_str(content);
+                out.push_str("\r\n");
+            }
+            _ => out.push_str(line),
         }
-        out.push(c);
-        previous = c;
     }
     out
 }
@@ -282,4 +285,17 @@ pub fn resolve_credential(name: &str) -> PathBuf {
         }
     }
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::crlf;
+
+    #[test]
+    fn line_ends_become_crlf_once() {
+        assert_eq!(crlf("\nKính gửi\r\nđồng chí\n\nHạn: 15/09".into()), "\r\nKính gửi\r\nđồng chí\r\n\r\nHạn: 15/09");
+        assert_eq!(crlf("một dòng".into()), "một dòng");
+        assert_eq!(crlf("cuối\n".into()), "cuối\r\n");
+        assert_eq!(crlf("đã đúng\r\n".into()), "đã đúng\r\n");
+    }
 }
