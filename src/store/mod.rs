@@ -33,6 +33,8 @@ pub enum StoreError {
     Corrupt { table: &'static str, column: &'static str, value: String },
     #[error("database url: {0}")]
     Url(String),
+    #[error("outbox: {0}")]
+    Outbox(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
