@@ -115,7 +115,9 @@ impl App {
         Ok(self.plan_all(&snapshot, &calendar, now))
     }
 
-    fn plan_all(&self, snapshot: &Snapshot, calendar: &Calendar, now: DateTime<Tz>) -> Vec<Notice> {
+    /// Everything owed at `now` according to `snapshot` (reminders, escalations, digests and
+    /// reports), whether recorded already or not.
+    pub fn plan_all(&self, snapshot: &Snapshot, calendar: &Calendar, now: DateTime<Tz>) -> Vec<Notice> {
         let mut owed = plan(snapshot, &self.config.raw.policy, calendar, now);
         owed.extend(plan_reports(snapshot, &self.config.reports, calendar, now));
         owed
