@@ -188,7 +188,7 @@ impl Store {
     pub async fn enqueue(&self, notices: &[Notice], now: i64) -> Result<usize> {
         // Nearly every notice owed on a tick was recorded by an earlier one: find those with
         // a read (one parameter per key, no write lock) and insert only the rest. The insert
-        // keeps ON CONFLICT for a replica that records the same key in between.
+        // still skips a key that a replica records in between.
         let keys: Vec<&str> = notices.iter().map(|n| n.key.as_str()).collect();
         let known = self.known_keys(&keys).await?;
         let fresh: Vec<&Notice> = notices.iter().zip(known).filter(|(_, known)| !known).map(|(n, _)| n).collect();
@@ -764,10 +764,10 @@ async fn insert_notices(
     // the morning round 2.4 times slower (10.3 → 24 s: the prepared statements' generic plans).
     const ROWS: usize = 500;
     let mut inserted = 0;
+    let (insert, on_conflict) = insert_notices_verb(backend);
     for chunk in rows.chunks(ROWS) {
         let mut marks = Marks::new(backend);
         let values: Vec<String> = (0..chunk.len()).map(|_| marks.tuple(COLUMNS)).collect();
-        let (insert, on_conflict) = insert_notices_verb(backend);
         let sql = format!(
             "{insert} INTO notices (key, kind, directive, recipient, address, channel, ladder, stage,
                  effective_due, days_overdue, planned_at, updated_at, status, message, reason)
