@@ -935,6 +935,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_claim_whose_message_names_a_missing_notice_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.db").display());
+        let store = Store::open(&url, 2, 1000).await.unwrap();
+        let a = notice("D1", "a");
+        store.enqueue(std::slice::from_ref(&a), 100).await.unwrap();
+        let claim = store.claim_notices(10).await.unwrap();
+        let keys = vec![a.key.clone(), "overdue:NO-SUCH:a:2025-09-15:T+1:email".to_string()];
+        let failed = claim.commit(&[message("m-a", "a", keys)], &[], "me", i64::MAX, 100).await;
+        assert!(matches!(failed, Err(StoreError::Outbox(_))), "{failed:?}");
+        assert_eq!(store.states_of(&[a.key.as_str()]).await.unwrap(), vec![Some(true)], "still pending");
+        let (messages,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(messages, 0, "the message was not recorded either");
+    }
+
+    #[tokio::test]
     async fn outcomes_recorded_together_match_outcomes_recorded_one_by_one() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("o.db").display());
