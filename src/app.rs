@@ -8,7 +8,7 @@ use crate::channels::telegram::TelegramChannel;
 use crate::channels::webhook::WebhookChannel;
 use crate::channels::EmailChannel;
 use crate::config::{redact_url, Config};
-use crate::delivery::{Deliverer, DeliveryStats, PlannedDelivery};
+use crate::delivery::{Deliverer, DeliveryStats, PlannedDelivery, UnrecordedOutcome};
 use crate::digest_render::DigestRenderer;
 use crate::domain::{Directive, Notice};
 use crate::metrics::Metrics;
@@ -36,6 +36,9 @@ pub struct TickReport {
     pub adopted: usize,
     pub in_send_window: bool,
     pub delivery: DeliveryStats,
+    /// Channels whose server was unreachable or misconfigured in this round, with the reason:
+    /// their messages wait for the next round.
+    pub paused: std::collections::BTreeMap<String, String>,
 }
 
 /// What turns recorded notices into sent messages: the templates and the channels.
@@ -56,6 +59,8 @@ pub struct App {
     pub owner: String,
     /// Counters served on /metrics.
     pub metrics: Arc<Metrics>,
+    /// Sends whose outcome the database did not take (see [`UnrecordedOutcome`]).
+    unrecorded: std::sync::Mutex<Vec<UnrecordedOutcome>>,
 }
 
 impl App {
@@ -76,7 +81,7 @@ impl App {
         let owner = format!("{}:{}:{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().to_string()[..8]);
         let metrics = Arc::new(Metrics::new());
         metrics.declare_channel("email");
-        Ok(App { config, store, base_calendar, owner, metrics })
+        Ok(App { config, store, base_calendar, owner, metrics, unrecorded: Default::default() })
     }
 
     /// The calendar files with the imported days laid over them.
@@ -145,6 +150,7 @@ impl App {
         stopping: &AtomicBool,
     ) -> anyhow::Result<TickReport> {
         let started = Instant::now();
+        self.record_kept_outcomes().await?;
         let calendar = self.calendar().await?;
         let snapshot = self.snapshot(&calendar, now).await?;
         let owed = self.plan_all(&snapshot, &calendar, now);
@@ -160,16 +166,10 @@ impl App {
                 adopted: 0,
                 in_send_window: false,
                 delivery: DeliveryStats::default(),
+                paused: Default::default(),
             });
         }
-        let deliverer = Deliverer {
-            config: &self.config,
-            store: &self.store,
-            outlets,
-            owner: &self.owner,
-            metrics: &self.metrics,
-            stopping,
-        };
+        let deliverer = self.deliverer(outlets, stopping);
         // What this tick planned goes out first, straight from the plan; then whatever waits
         // in the outbox: notices left pending, digests, retries, sends a crashed process left.
         let PlannedDelivery { recorded, adopted, stats: mut delivery } =
@@ -178,7 +178,59 @@ impl App {
         let owed_count = owed.len();
         drop(owed);
         delivery.absorb(deliverer.deliver(&snapshot, &calendar, now).await?);
-        Ok(TickReport { at: now.to_rfc3339(), owed: owed_count, recorded, adopted, in_send_window: true, delivery })
+        Ok(TickReport {
+            at: now.to_rfc3339(),
+            owed: owed_count,
+            recorded,
+            adopted,
+            in_send_window: true,
+            delivery,
+            paused: deliverer.paused_channels(),
+        })
+    }
+
+    /// A delivery pass's context for one round.
+    pub fn deliverer<'a>(&'a self, outlets: &'a Outlets, stopping: &'a AtomicBool) -> Deliverer<'a> {
+        Deliverer {
+            config: &self.config,
+            store: &self.store,
+            outlets,
+            owner: &self.owner,
+            metrics: &self.metrics,
+            stopping,
+            paused: Default::default(),
+            unrecorded: &self.unrecorded,
+        }
+    }
+
+    /// Records the outcomes of earlier sends the database refused at the time. Until this
+    /// succeeds nothing else happens: those messages must not be claimed and sent again.
+    pub async fn record_kept_outcomes(&self) -> anyhow::Result<usize> {
+        let kept: Vec<UnrecordedOutcome> = match self.unrecorded.lock() {
+            Ok(kept) => kept.clone(),
+            Err(_) => return Ok(0),
+        };
+        if kept.is_empty() {
+            return Ok(0);
+        }
+        for o in &kept {
+            let outcomes = [(o.message.as_str(), &o.outcome)];
+            self.store
+                .finish_messages(&self.owner, &outcomes, o.at)
+                .await
+                .with_context(|| format!("{} sent message(s) still cannot be recorded", kept.len()))?;
+        }
+        if let Ok(mut left) = self.unrecorded.lock() {
+            let n = kept.len().min(left.len());
+            left.drain(..n);
+        }
+        tracing::info!(messages = kept.len(), "recorded the outcomes of earlier sends the database had refused");
+        Ok(kept.len())
+    }
+
+    /// How many sends wait to be recorded.
+    pub fn unrecorded_outcomes(&self) -> usize {
+        self.unrecorded.lock().map_or(0, |k| k.len())
     }
 
     /// Where administrators' template overrides live, if configured.

@@ -593,7 +593,7 @@ async fn enqueue(app: &App, now: DateTime<Tz>, m: Measurement) -> anyhow::Result
 }
 
 fn deliverer<'a>(app: &'a App, outlets: &'a Outlets, stopping: &'a AtomicBool) -> Deliverer<'a> {
-    Deliverer { config: &app.config, store: &app.store, outlets, owner: &app.owner, metrics: &app.metrics, stopping }
+    app.deliverer(outlets, stopping)
 }
 
 /// Outlets as configured, but with the given transport settings.

@@ -234,7 +234,13 @@ async fn tick(config: Arc<Config>, at: Option<&str>) -> anyhow::Result<()> {
     let app = App::open(config).await?;
     let outlets = app.outlets()?;
     let stopping = AtomicBool::new(false);
-    let report = app.tick(now, &outlets, &stopping).await?;
+    let report = match app.tick(now, &outlets, &stopping).await {
+        Ok(report) => report,
+        Err(e) => {
+            record_before_exit(&app).await;
+            return Err(e);
+        }
+    };
     let d = &report.delivery;
     println!(
         "tick at {}: {} owed, {} newly recorded; {}; {} message(s) created, {} sent, {} to retry, {} dead, {} superseded",
@@ -248,7 +254,35 @@ async fn tick(config: Arc<Config>, at: Option<&str>) -> anyhow::Result<()> {
         d.dead,
         d.superseded
     );
+    for (channel, reason) in &report.paused {
+        println!(
+            "{channel}: delivery paused, {} message(s) wait for the next round: the server is unreachable or misconfigured ({reason})",
+            d.deferred
+        );
+    }
     Ok(())
+}
+
+/// A one-shot `tick` that sent messages the database then refused to record keeps trying
+/// to record them while their leases hold (no other process sends them meanwhile); a daemon
+/// does this at its next round instead.
+async fn record_before_exit(app: &App) {
+    let left = app.unrecorded_outcomes();
+    if left == 0 {
+        return;
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(app.config.raw.delivery.lease_seconds / 2);
+    eprintln!("{left} sent message(s) could not be recorded; retrying while their leases hold");
+    let mut wait = std::time::Duration::from_secs(1);
+    while std::time::Instant::now() < until {
+        if app.record_kept_outcomes().await.is_ok() {
+            eprintln!("the {left} sent message(s) are now recorded as sent");
+            return;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(10));
+    }
+    eprintln!("{left} sent message(s) are still not recorded; they may be sent again once their leases expire");
 }
 
 /// Renders a digest or monthly report exactly as it would be sent, and prints it.
@@ -315,14 +349,28 @@ async fn status(config: Arc<Config>, json: bool) -> anyhow::Result<()> {
             .unwrap_or_default();
         writeln!(out, "retrying: {} message(s), next attempt at {next}", report.retrying)?;
     }
+    if report.waiting_on_server > 0 {
+        writeln!(
+            out,
+            "server unreachable or misconfigured: {} message(s) wait for it (no address is at fault): {}",
+            report.waiting_on_server,
+            report.server_error.as_deref().unwrap_or("?")
+        )?;
+    }
     if report.dead_letters.is_empty() {
         writeln!(out, "dead letters: none")?;
     } else {
         writeln!(out, "dead letters ({}):", report.dead_letters.len())?;
         for d in &report.dead_letters {
+            let why = match d.error_kind.as_deref() {
+                Some("recipient") => "address rejected",
+                Some("build") => "cannot be built",
+                Some("exhausted") => "gave up",
+                _ => "failed",
+            };
             writeln!(
                 out,
-                "  {} to {} <{}> after {} attempt(s): {}",
+                "  {} to {} <{}> after {} attempt(s), {why}: {}",
                 d.message_id,
                 d.recipient,
                 d.address,

@@ -17,9 +17,9 @@ use crate::metrics::Metrics;
 use crate::outbox::retry_delay;
 use crate::parallel::map_in_parallel;
 use crate::planner::{plan_bounces, plan_directive, Snapshot};
-use crate::render::{ReminderInput, RenderError, Rendered};
+use crate::render::{ReminderInput, Rendered};
 use crate::reports::{audience_of, render_report, report_still_owed, report_window, ReportInput};
-use crate::store::{pack, ClaimedMessage, MessageOutcome, NewMessage, QueuedNotice, Store};
+use crate::store::{pack, ClaimedMessage, DeadCause, MessageOutcome, NewMessage, QueuedNotice, Store};
 use chrono::DateTime;
 use chrono_tz::Tz;
 use futures_util::stream::{self, StreamExt};
@@ -36,6 +36,9 @@ pub struct DeliveryStats {
     pub retry_later: usize,
     pub dead: usize,
     pub superseded: usize,
+    /// Messages left for the next round because their channel's server is unreachable or
+    /// misconfigured.
+    pub deferred: usize,
     /// Outcomes not recorded because another process had taken the lease over.
     pub lease_lost: usize,
 }
@@ -48,6 +51,7 @@ impl DeliveryStats {
         self.retry_later += other.retry_later;
         self.dead += other.dead;
         self.superseded += other.superseded;
+        self.deferred += other.deferred;
         self.lease_lost += other.lease_lost;
     }
 }
@@ -77,6 +81,22 @@ pub struct Deliverer<'a> {
     pub metrics: &'a Metrics,
     /// Set on shutdown: stop claiming and start no new send.
     pub stopping: &'a AtomicBool,
+    /// Channels whose server proved unreachable or misconfigured in this round, with the
+    /// reason: nothing more is attempted on them until the next round.
+    pub paused: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Outcomes of sends that happened but could not be recorded (the database refused:
+    /// a full disk, a failover). Kept by the application across rounds and recorded before
+    /// anything else is claimed or sent, so a message sent once is never sent again.
+    pub unrecorded: &'a std::sync::Mutex<Vec<UnrecordedOutcome>>,
+}
+
+/// The outcome of a send that the database has not taken yet.
+#[derive(Debug, Clone)]
+pub struct UnrecordedOutcome {
+    pub message: String,
+    pub outcome: MessageOutcome,
+    /// The logical instant of the round that sent it (epoch seconds).
+    pub at: i64,
 }
 
 pub fn wall_clock() -> i64 {
@@ -166,7 +186,7 @@ impl Deliverer<'_> {
             self.metrics.record_message(kind, "email", "superseded");
             tracing::info!(key, reason, "notice superseded, not sent");
         }
-        Ok(messages.into_iter().map(ClaimedMessage::from).collect())
+        Ok(self.sendable(messages, stats))
     }
 
     /// Re-plans each claimed reminder's directive: still owed → grouped into a message;
@@ -242,23 +262,30 @@ impl Deliverer<'_> {
         let built = map_in_parallel(&groups, |((recipient, channel, _), group)| {
             let keys: Vec<String> = group.iter().map(|n| n.key.clone()).collect();
             let Some(person) = snapshot.people.get(recipient) else {
-                return Err(keys.into_iter().map(|k| (k, "recipient no longer active".to_string())).collect());
+                return Err(keys.into_iter().map(|k| (k, "recipient no longer active".to_string())).collect::<Vec<_>>());
             };
             let input = ReminderInput { agency, today, recipient: person, notices: group, directives, snapshot };
-            let body = match channel.parse::<Channel>() {
-                Ok(Channel::Email) => renderer.reminder(&input).map(Body::Email),
-                Ok(Channel::Telegram) => renderer.chat(&input).map(|text| {
+            let channel_kind = match channel.parse::<Channel>() {
+                Ok(c) => c,
+                Err(e) => return Err(keys.into_iter().map(|k| (k, e.clone())).collect()),
+            };
+            // Rendering runs templates over imported text: whatever it meets, it fails this
+            // one message, never the round.
+            let body = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match channel_kind {
+                Channel::Email => renderer.reminder(&input).map(Body::Email),
+                Channel::Telegram => renderer.chat(&input).map(|text| {
                     let chat_id = person.address_on(Channel::Telegram).unwrap_or_default();
                     Body::Chat(json!({ "chat_id": chat_id, "text": text }).to_string())
                 }),
-                Ok(Channel::Webhook) => Ok(Body::Chat(webhook_payload(
+                Channel::Webhook => Ok(Body::Chat(webhook_payload(
                     group[0],
                     person,
                     directives.get(group[0].directive.as_deref().unwrap_or_default()).copied(),
                 ))),
-                Err(e) => return Err(keys.into_iter().map(|k| (k, e.clone())).collect()),
-            };
-            self.build(body, "reminder", person, channel, keys, now)
+            }))
+            .map_err(|_| "rendering failed on this message's content".to_string())
+            .and_then(|rendered| rendered.map_err(|e| e.to_string()));
+            Ok(self.build(body, "reminder", person, channel, keys, now))
         });
         let mut messages = Vec::with_capacity(built.len());
         for result in built {
@@ -298,42 +325,37 @@ impl Deliverer<'_> {
                     continue;
                 }
             };
-            let rendered =
-                render_report(&self.outlets.digests, &input, person, &audience, &notice.stage).map(Body::Email);
+            let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                render_report(&self.outlets.digests, &input, person, &audience, &notice.stage)
+            }))
+            .map_err(|_| "rendering failed on this report's content".to_string())
+            .and_then(|r| r.map(Body::Email).map_err(|e| e.to_string()));
             let kind = if notice.ladder == "report" { "report" } else { "digest" };
-            match self.build(rendered, kind, person, &notice.channel, vec![notice.key.clone()], now) {
-                Ok(message) => messages.push(message),
-                Err(stale) => superseded.extend(stale),
-            }
+            messages.push(self.build(rendered, kind, person, &notice.channel, vec![notice.key.clone()], now));
         }
         Ok(())
     }
 
-    /// Turns a rendering into a message to record; a rendering or addressing failure
-    /// supersedes its notices (returned with the reason) rather than blocking the batch.
+    /// Turns a rendering into a message to record. A message that cannot be rendered or
+    /// built is still recorded, dead at once with the reason (a dead letter an operator sees
+    /// in `status`), so it never blocks the batch and is never retried in a loop.
     fn build(
         &self,
-        body: Result<Body, RenderError>,
+        body: Result<Body, String>,
         kind: &str,
         person: &Person,
         channel: &str,
         keys: Vec<String>,
         now: DateTime<Tz>,
-    ) -> Result<NewMessage, Vec<(String, String)>> {
-        let body = match body {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(recipient = %person.code, error = %e, "cannot render a message");
-                return Err(keys.into_iter().map(|k| (k, format!("cannot be rendered: {e}"))).collect());
-            }
-        };
+    ) -> NewMessage {
         // Time-ordered (UUIDv7): a round's messages, and the notices that point at them, are
         // appended at the end of their indexes instead of landing on random pages of them.
         let id = uuid::Uuid::now_v7().to_string();
         let message_id = format!("<{id}@{}>", self.message_id_domain());
         let address = channel.parse().ok().and_then(|c| person.address_on(c)).unwrap_or_default();
         let composed = match body {
-            Body::Email(rendered) => compose(Draft {
+            Err(e) => Err(format!("cannot be rendered: {e}")),
+            Ok(Body::Email(rendered)) => compose(Draft {
                 from: self.outlets.email.from_mailbox(),
                 to_name: &person.name,
                 to_address: &person.email,
@@ -343,25 +365,31 @@ impl Deliverer<'_> {
                 message_id: &message_id,
                 date: now.to_utc(),
             })
-            .map(|raw| (rendered.subject, raw)),
-            Body::Chat(payload) => {
+            .map(|raw| (crate::channels::email::header_text(&rendered.subject), raw))
+            .map_err(|e| format!("cannot be built: {e}")),
+            Ok(Body::Chat(payload)) => {
                 Ok((payload.lines().next().unwrap_or_default().chars().take(200).collect(), payload))
             }
         };
-        match composed {
-            Ok((subject, payload)) => Ok(NewMessage {
-                packed: pack(&payload),
-                id,
-                message_id,
-                kind: kind.to_string(),
-                recipient: person.code.clone(),
-                address,
-                channel: channel.to_string(),
-                subject,
-                payload,
-                notice_keys: keys,
-            }),
-            Err(e) => Err(keys.into_iter().map(|k| (k, format!("cannot be addressed: {e}"))).collect()),
+        let (subject, payload, dead) = match composed {
+            Ok((subject, payload)) => (subject, payload, None),
+            Err(reason) => {
+                tracing::error!(recipient = %person.code, %channel, notices = keys.len(), %reason, "message dead-lettered: it cannot be built");
+                (String::new(), String::new(), Some(reason))
+            }
+        };
+        NewMessage {
+            packed: pack(&payload),
+            id,
+            message_id,
+            kind: kind.to_string(),
+            recipient: person.code.clone(),
+            address,
+            channel: channel.to_string(),
+            subject,
+            payload,
+            notice_keys: keys,
+            dead,
         }
     }
 
@@ -397,7 +425,15 @@ impl Deliverer<'_> {
                     if self.stopping.load(Ordering::SeqCst) || unrecordable.load(Ordering::SeqCst) {
                         return None;
                     }
+                    if let Some(reason) = self.paused_reason(&m.channel) {
+                        let outcome = self.deferred(now, reason);
+                        self.metrics.record_message(&m.kind, &m.channel, "server_error");
+                        return Some((m, outcome));
+                    }
                     let result = self.send_one(&m).await;
+                    if let Err(DeliveryError::Unavailable(reason)) = &result {
+                        self.pause(&m.channel, reason);
+                    }
                     let outcome = self.outcome(&m, result, now);
                     self.log_outcome(&m, &outcome);
                     Some((m, outcome))
@@ -445,12 +481,14 @@ impl Deliverer<'_> {
             match outcome {
                 MessageOutcome::Sent => stats.sent += 1,
                 MessageOutcome::Retry { .. } => stats.retry_later += 1,
+                MessageOutcome::Deferred { .. } => stats.deferred += 1,
                 MessageOutcome::Dead { .. } => stats.dead += 1,
             }
             if !held {
                 stats.lease_lost += 1;
                 tracing::warn!(message_id = %m.message_id, "lease lost before the outcome was recorded");
-            } else if let MessageOutcome::Dead { error } = outcome {
+            } else if let MessageOutcome::Dead { error, cause: DeadCause::Recipient } = outcome {
+                // Only the recipient's own refusal is a bounce.
                 self.fall_back(m, error, now).await?;
             }
         }
@@ -522,6 +560,7 @@ impl Deliverer<'_> {
         let label = match outcome {
             MessageOutcome::Sent => "sent",
             MessageOutcome::Retry { .. } => "retry",
+            MessageOutcome::Deferred { .. } => "server_error",
             MessageOutcome::Dead { .. } => "dead",
         };
         self.metrics.record_message(&message.kind, &message.channel, label);
@@ -531,8 +570,11 @@ impl Deliverer<'_> {
             MessageOutcome::Retry { error, next_attempt_at } => {
                 tracing::warn!(message_id = %id, recipient = %to, error, next_attempt_at, "send failed, will retry")
             }
-            MessageOutcome::Dead { error } => {
-                tracing::error!(message_id = %id, recipient = %to, error, "send failed permanently")
+            MessageOutcome::Deferred { error, .. } => {
+                tracing::debug!(message_id = %id, recipient = %to, error, "not sent: the server is unreachable or misconfigured")
+            }
+            MessageOutcome::Dead { error, cause } => {
+                tracing::error!(message_id = %id, recipient = %to, error, cause = cause.as_str(), "send failed permanently")
             }
         }
     }
@@ -557,9 +599,61 @@ impl Deliverer<'_> {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // Kept for the next round, which records them before it claims or sends
+                    // anything (their leases would otherwise expire and send them again).
+                    if let Ok(mut kept) = self.unrecorded.lock() {
+                        kept.extend(done.iter().map(|(m, outcome)| UnrecordedOutcome {
+                            message: m.id.clone(),
+                            outcome: outcome.clone(),
+                            at: now.timestamp(),
+                        }));
+                    }
+                    tracing::error!(messages = outcomes.len(), error = %e, "cannot record sends: the outcomes are kept and recorded once the database takes writes again");
+                    return Err(e);
+                }
             }
         }
+    }
+
+    /// Waits for the next round, no attempt counted: the channel's server is at fault.
+    fn deferred(&self, now: DateTime<Tz>, error: String) -> MessageOutcome {
+        let wait = i64::try_from(self.config.raw.delivery.retry_base_seconds).unwrap_or(60);
+        MessageOutcome::Deferred { next_attempt_at: now.timestamp() + wait, error }
+    }
+
+    /// Why `channel` is paused in this round, if it is.
+    fn paused_reason(&self, channel: &str) -> Option<String> {
+        self.paused.lock().ok()?.get(channel).cloned()
+    }
+
+    /// Pauses `channel` for the rest of the round, saying so once.
+    fn pause(&self, channel: &str, reason: &str) {
+        let Ok(mut paused) = self.paused.lock() else { return };
+        if !paused.contains_key(channel) {
+            tracing::error!(%channel, %reason, "delivery paused on this channel until the next round: its server is unreachable or misconfigured; nothing is lost and no recipient is blamed");
+            paused.insert(channel.to_string(), reason.to_string());
+        }
+    }
+
+    /// The channels paused in this round, with the reason.
+    pub fn paused_channels(&self) -> BTreeMap<String, String> {
+        self.paused.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The recorded messages to send: a message recorded dead (it could not be built) is
+    /// counted, not sent.
+    fn sendable(&self, messages: Vec<NewMessage>, stats: &mut DeliveryStats) -> Vec<ClaimedMessage> {
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            if m.dead.is_some() {
+                stats.dead += 1;
+                self.metrics.record_message(&m.kind, &m.channel, "dead");
+            } else {
+                out.push(ClaimedMessage::from(m));
+            }
+        }
+        out
     }
 
     fn outcome(
@@ -572,10 +666,12 @@ impl Deliverer<'_> {
         let attempt = u32::try_from(message.attempts + 1).unwrap_or(u32::MAX);
         match result {
             Ok(()) => MessageOutcome::Sent,
-            Err(DeliveryError::Permanent(error)) => MessageOutcome::Dead { error },
-            Err(DeliveryError::Transient(error)) if attempt >= delivery.max_attempts => {
-                MessageOutcome::Dead { error: format!("gave up after {attempt} attempts; last error: {error}") }
-            }
+            Err(DeliveryError::Permanent(error)) => MessageOutcome::Dead { error, cause: DeadCause::Recipient },
+            Err(DeliveryError::Unavailable(error)) => self.deferred(now, error),
+            Err(DeliveryError::Transient(error)) if attempt >= delivery.max_attempts => MessageOutcome::Dead {
+                error: format!("gave up after {attempt} attempts; last error: {error}"),
+                cause: DeadCause::Exhausted,
+            },
             Err(DeliveryError::Transient(error)) => {
                 let delay =
                     retry_delay(delivery.retry_base_seconds, delivery.retry_max_seconds, attempt, fastrand::f64());

@@ -84,7 +84,16 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, calendar: &Calendar, now: Date
     // Chiefs are the same for every directive: sorted once per plan, not once per directive.
     let chiefs = OnceCell::new();
     for directive in &snapshot.directives {
-        plan_directive_with(snapshot, policy, calendar, today, directive, &chiefs, &mut notices);
+        let before = notices.len();
+        // One directive whose data trips the planner is reported and skipped; the round
+        // goes on for every other.
+        let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            plan_directive_with(snapshot, policy, calendar, today, directive, &chiefs, &mut notices)
+        }));
+        if planned.is_err() {
+            notices.truncate(before);
+            tracing::error!(directive = %directive.code, "this directive cannot be planned; skipped in this round");
+        }
     }
     notices.extend(plan_bounces(snapshot));
     // Keep the first notice of each key; borrowing the keys avoids cloning every one.

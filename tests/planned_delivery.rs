@@ -134,6 +134,7 @@ async fn a_payload_stored_before_packing_is_sent_as_it_was() {
             payload: "packed".into(),
             packed: nhacviec::store::pack("packed"),
             notice_keys: vec![notice.key.clone()],
+            dead: None,
         };
         claim.commit(&[message], &[], "crashed", 1000, 10).await.unwrap();
         // As an older nhacviec stored it: the text itself, nothing packed.

@@ -241,6 +241,7 @@ async fn two_concurrent_claimers_never_claim_the_same_notice() {
                     payload: "p".into(),
                     packed: pack("p"),
                     notice_keys: keys.clone(),
+                    dead: None,
                 };
                 claim.commit(&[message], &[], who, i64::MAX, 1).await.unwrap();
                 mine.extend(keys);
@@ -276,6 +277,7 @@ async fn a_leased_message_is_taken_by_one_claimer_and_only_its_holder_records_th
             payload: "p".into(),
             packed: pack("p"),
             notice_keys: keys,
+            dead: None,
         };
         // Leased until wall-clock second 1000: already expired "now" (wall 2000).
         claim.commit(&[message], &[], "crashed", 1000, 10).await.unwrap();
@@ -313,6 +315,7 @@ fn lien_message(who: &str, plan: &[Notice]) -> NewMessage {
         payload: "p".into(),
         packed: pack("p"),
         notice_keys: plan.iter().map(|n| n.key.clone()).collect(),
+        dead: None,
     }
 }
 

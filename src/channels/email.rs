@@ -2,7 +2,7 @@
 //! stable Message-ID) and sends stored messages through lettre's pooled async SMTP transport,
 //! one recipient per transaction, each send under a timeout — or writes `.eml` files.
 
-use super::smtp_pool::SmtpPool;
+use super::smtp_pool::{Security, SmtpPool};
 use super::DeliveryError;
 use crate::config::{Config, MailTransport, TlsMode};
 use chrono::{DateTime, Utc};
@@ -10,13 +10,10 @@ use lettre::address::Envelope;
 use lettre::message::header::{ContentType, Date, MessageId};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
+use lettre::{Address, Message};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::RwLock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailSetupError {
@@ -44,16 +41,53 @@ pub struct Draft<'a> {
 
 /// Builds the RFC 5322 bytes (ASCII: lettre encodes Vietnamese headers per RFC 2047 and
 /// bodies as quoted-printable or base64, with CRLF line ends).
-pub fn compose(draft: Draft<'_>) -> Result<String, DeliveryError> {
+///
+/// Never panics on content: header text is cleaned of control characters first (lettre's
+/// header `Display` fails on a line break in a name, and its `to_string` then panics), and
+/// any panic left in lettre is caught and returned as an error for this one message.
+pub fn compose(draft: Draft<'_>) -> Result<String, BuildError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compose_checked(draft)))
+        .unwrap_or_else(|_| Err(BuildError("the mail library failed on this message's content".into())))
+}
+
+/// Why a message could not be built: it is dead-lettered with this reason, alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
+/// Text fit for a header: each run of control characters (line breaks, tabs, NUL…) becomes
+/// one space. A header cannot carry them, and a line break would start a new header. Text
+/// without them is returned as it is.
+pub fn header_text(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_run = false;
+    for c in text.chars() {
+        if c.is_control() {
+            if !in_run {
+                out.push(' ');
+            }
+            in_run = true;
+        } else {
+            out.push(c);
+            in_run = false;
+        }
+    }
+    out.trim().to_string()
+}
+
+fn compose_checked(draft: Draft<'_>) -> Result<String, BuildError> {
     let address: Address = draft
         .to_address
         .parse()
-        .map_err(|e| DeliveryError::Permanent(format!("invalid address {:?}: {e}", draft.to_address)))?;
-    let to = Mailbox::new(Some(draft.to_name.to_string()), address);
+        .map_err(|e| BuildError(format!("invalid address {:?}: {e}", draft.to_address)))?;
+    let to = Mailbox::new(Some(header_text(draft.to_name)), address);
     let message = Message::builder()
         .from(draft.from.clone())
         .to(to)
-        .subject(draft.subject)
+        .subject(header_text(draft.subject))
         .header(MessageId::from(draft.message_id.to_string()))
         .header(Date::new(SystemTime::from(draft.date)))
         .multipart(
@@ -61,9 +95,8 @@ pub fn compose(draft: Draft<'_>) -> Result<String, DeliveryError> {
                 .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(crlf(draft.text)))
                 .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(crlf(draft.html))),
         )
-        .map_err(|e| DeliveryError::Permanent(format!("cannot build message: {e}")))?;
-    String::from_utf8(message.formatted())
-        .map_err(|e| DeliveryError::Permanent(format!("message is not ASCII/UTF-8: {e}")))
+        .map_err(|e| BuildError(format!("cannot build message: {e}")))?;
+    String::from_utf8(message.formatted()).map_err(|e| BuildError(format!("message is not ASCII/UTF-8: {e}")))
 }
 
 /// The body with CRLF line ends, as lettre would make it — but in one linear pass. lettre
@@ -90,17 +123,9 @@ fn crlf(body: String) -> String {
 }
 
 enum Transport {
-    /// Plain or STARTTLS: our own small pool of lettre connections on sockets with
-    /// TCP_NODELAY (lettre writes a message body and its final "." separately; with Nagle's
-    /// algorithm each message then waits ~40 ms for a delayed ACK).
+    /// Our own small pool of lettre connections (plain, STARTTLS or implicit TLS), which
+    /// knows at which step of the dialogue a failure came (see [`SmtpPool`]).
     Pooled(SmtpPool),
-    /// Implicit TLS (port 465): lettre's pooled transport.
-    Smtp {
-        /// Replaced wholesale after a timeout, so a connection left mid-dialogue is never
-        /// handed to the next send.
-        current: RwLock<Arc<AsyncSmtpTransport<Tokio1Executor>>>,
-        make: Box<dyn Fn() -> AsyncSmtpTransport<Tokio1Executor> + Send + Sync>,
-    },
     File(PathBuf),
 }
 
@@ -121,11 +146,7 @@ impl EmailChannel {
                     .map_err(|source| EmailSetupError::FileDir { path: dir.display().to_string(), source })?;
                 Transport::File(dir)
             }
-            MailTransport::Smtp if config.tls != TlsMode::Tls => Transport::Pooled(SmtpPool::from_config(config)?),
-            MailTransport::Smtp => {
-                let make = smtp_factory(config)?;
-                Transport::Smtp { current: RwLock::new(Arc::new(make())), make }
-            }
+            MailTransport::Smtp => Transport::Pooled(SmtpPool::from_config(config)?),
         };
         Ok(EmailChannel { from: config.from.clone(), transport, timeout })
     }
@@ -136,34 +157,16 @@ impl EmailChannel {
 
     /// Sends one stored message to its one recipient, within the send timeout.
     pub async fn send(&self, message_id: &str, address: &str, raw: &str) -> Result<(), DeliveryError> {
-        if let Transport::File(dir) = &self.transport {
-            return write_eml(dir, message_id, raw).await;
-        }
+        let pool = match &self.transport {
+            Transport::File(dir) => return write_eml(dir, message_id, raw).await,
+            Transport::Pooled(pool) => pool,
+        };
         let to: Address =
             address.parse().map_err(|e| DeliveryError::Permanent(format!("invalid address {address:?}: {e}")))?;
         let envelope = Envelope::new(Some(self.from.email.clone()), vec![to])
             .map_err(|e| DeliveryError::Permanent(format!("envelope: {e}")))?;
-        let sent = match &self.transport {
-            Transport::Pooled(pool) => {
-                return match tokio::time::timeout(self.timeout, pool.send(&envelope, raw.as_bytes())).await {
-                    Ok(result) => result,
-                    Err(_) => Err(timed_out(self.timeout)),
-                };
-            }
-            Transport::Smtp { current, make } => {
-                let transport = current.read().await.clone();
-                let sent = tokio::time::timeout(self.timeout, transport.send_raw(&envelope, raw.as_bytes())).await;
-                if sent.is_err() {
-                    // The connection left mid-dialogue must not serve the next send.
-                    *current.write().await = Arc::new(make());
-                }
-                sent.map(|r| r.map(|_| ()))
-            }
-            Transport::File(_) => return Ok(()),
-        };
-        match sent {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(classify(&e)),
+        match tokio::time::timeout(self.timeout, pool.send(&envelope, raw.as_bytes())).await {
+            Ok(result) => result,
             Err(_) => Err(timed_out(self.timeout)),
         }
     }
@@ -174,16 +177,6 @@ fn timed_out(timeout: Duration) -> DeliveryError {
         "no answer within {}s (the server may still have accepted it; a retry keeps the same Message-ID)",
         timeout.as_secs()
     ))
-}
-
-/// 4xx and connection trouble are worth retrying; 5xx is not, nor is what the client itself
-/// refuses (an address the server cannot take, TLS the server does not offer).
-pub(super) fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
-    if e.is_permanent() || e.is_client() {
-        DeliveryError::Permanent(e.to_string())
-    } else {
-        DeliveryError::Transient(e.to_string())
-    }
 }
 
 async fn write_eml(dir: &Path, message_id: &str, raw: &str) -> Result<(), DeliveryError> {
@@ -202,34 +195,6 @@ async fn write_eml(dir: &Path, message_id: &str, raw: &str) -> Result<(), Delive
             .await
             .map_err(|e| DeliveryError::Transient(format!("{shown}: {e}")))?;
     written.map_err(|e| DeliveryError::Transient(format!("{shown}: {e}")))
-}
-
-type Factory = Box<dyn Fn() -> AsyncSmtpTransport<Tokio1Executor> + Send + Sync>;
-
-fn smtp_factory(config: &Config) -> Result<Factory, EmailSetupError> {
-    let smtp = &config.raw.mail.smtp;
-    let tls = tls_parameters(config)?.map(|params| match config.tls {
-        TlsMode::Tls => Tls::Wrapper(params),
-        _ => Tls::Required(params),
-    });
-    let credentials = credentials(config)?;
-    let host = smtp.host.clone();
-    let port = smtp.port;
-    let timeout = Duration::from_secs(smtp.timeout_seconds);
-    let pool_size = smtp.pool_size;
-    Ok(Box::new(move || {
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
-            .port(port)
-            .timeout(Some(timeout))
-            .pool_config(PoolConfig::new().max_size(pool_size));
-        if let Some(tls) = &tls {
-            builder = builder.tls(tls.clone());
-        }
-        if let Some(credentials) = &credentials {
-            builder = builder.credentials(credentials.clone());
-        }
-        builder.build()
-    }))
 }
 
 /// TLS settings for the server (with the extra CA, if configured); `None` without TLS.
@@ -263,12 +228,18 @@ fn credentials(config: &Config) -> Result<Option<Credentials>, EmailSetupError> 
 impl SmtpPool {
     fn from_config(config: &Config) -> Result<SmtpPool, EmailSetupError> {
         let smtp = &config.raw.mail.smtp;
+        let security = match (config.tls, tls_parameters(config)?) {
+            (TlsMode::Tls, Some(params)) => Security::Tls(params),
+            (TlsMode::StartTls, Some(params)) => Security::StartTls(params),
+            _ => Security::Plain,
+        };
         Ok(SmtpPool::new(
             smtp.host.clone(),
             smtp.port,
-            tls_parameters(config)?,
+            security,
             credentials(config)?,
             usize::try_from(smtp.pool_size).unwrap_or(1),
+            Duration::from_secs(smtp.timeout_seconds),
         ))
     }
 }
@@ -289,7 +260,43 @@ pub fn resolve_credential(name: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::crlf;
+    use super::{compose, crlf, header_text, Draft};
+
+    fn draft<'a>(from: &'a lettre::message::Mailbox, name: &'a str, subject: &'a str) -> Draft<'a> {
+        Draft {
+            from,
+            to_name: name,
+            to_address: "pp@x.vn",
+            subject,
+            text: "t".into(),
+            html: "h".into(),
+            message_id: "<1@b.vn>",
+            date: chrono::DateTime::from_timestamp(1_662_339_600, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_line_break_in_a_name_or_subject_is_not_a_new_header() {
+        let from: lettre::message::Mailbox = "Thanh tra <a@b.vn>".parse().unwrap();
+        for name in ["A\nB", "A\rB", "A\r\nBcc: x@y.vn", "\0A\u{85}B\t"] {
+            let raw = compose(draft(&from, name, "Hạn\r\nBcc: evil@x.vn")).expect("built");
+            assert!(!raw.lines().any(|l| l.starts_with("Bcc:")), "no header is injected: {raw}");
+            let to: Vec<&str> = raw.lines().filter(|l| l.starts_with("To:")).collect();
+            assert!(to.len() == 1 && to[0].ends_with(" <pp@x.vn>"), "{raw}");
+        }
+        assert_eq!(header_text("A\r\nB\t"), "A B");
+        let raw = compose(draft(&from, "A\nB", "S")).expect("built");
+        assert!(raw.lines().any(|l| l == "To: \"A B\" <pp@x.vn>"), "{raw}");
+        assert_eq!(header_text("Nguyễn  Thị Liên"), "Nguyễn  Thị Liên");
+    }
+
+    #[test]
+    fn a_bad_address_is_an_error_not_a_panic() {
+        let from: lettre::message::Mailbox = "Thanh tra <a@b.vn>".parse().unwrap();
+        let mut d = draft(&from, "A", "S");
+        d.to_address = "not an address\n";
+        assert!(compose(d).is_err());
+    }
 
     #[test]
     fn line_ends_become_crlf_once() {
@@ -299,3 +306,4 @@ mod tests {
         assert_eq!(crlf("đã đúng\r\n".into()), "đã đúng\r\n");
     }
 }
+

@@ -1,6 +1,7 @@
 //! How chat and webhook channels read an HTTP answer: 2xx delivered; 429 throttled (retry
-//! after what the server asks); 408, 5xx and network trouble transient; any other 4xx
-//! permanent (retrying the same request cannot help).
+//! after what the server asks); 408, 5xx and timeouts transient; 401 and 404 (a wrong token
+//! or URL) and an unreachable server pause the channel — the configuration is at fault, not
+//! the recipient; any other 4xx permanent (retrying the same request cannot help).
 
 use super::DeliveryError;
 
@@ -14,6 +15,7 @@ pub fn classify(status: u16, retry_after: Option<u64>, body: &str) -> Result<(),
             reason: format!("HTTP 429 too many requests: {snippet}"),
         }),
         408 | 500..=599 => Err(DeliveryError::Transient(format!("HTTP {status}: {snippet}"))),
+        401 | 404 => Err(DeliveryError::Unavailable(format!("HTTP {status} (check the URL and the token): {snippet}"))),
         _ => Err(DeliveryError::Permanent(format!("HTTP {status}: {snippet}"))),
     }
 }
@@ -24,6 +26,8 @@ pub fn network_error(e: &reqwest::Error) -> DeliveryError {
         DeliveryError::Transient("no answer in time".into())
     } else if e.is_builder() {
         DeliveryError::Permanent(format!("cannot build the request: {e}"))
+    } else if e.is_connect() {
+        DeliveryError::Unavailable(format!("cannot reach the server: {e}"))
     } else {
         DeliveryError::Transient(format!("cannot reach the server: {e}"))
     }
@@ -42,5 +46,6 @@ mod tests {
         ));
         assert!(matches!(classify(503, None, ""), Err(DeliveryError::Transient(_))));
         assert!(matches!(classify(403, None, "bot was blocked"), Err(DeliveryError::Permanent(_))));
+        assert!(matches!(classify(401, None, "Unauthorized"), Err(DeliveryError::Unavailable(_))));
     }
 }

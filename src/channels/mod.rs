@@ -19,7 +19,14 @@ pub enum DeliveryError {
     /// The server asked us to slow down (HTTP 429): retry after exactly this long.
     #[error("throttled for {retry_after_seconds}s: {reason}")]
     Throttled { retry_after_seconds: u64, reason: String },
-    /// 5xx replies and malformed addresses: retrying will not help.
+    /// The server is unreachable or misconfigured (connection refused, TLS or AUTH failure,
+    /// our sender refused, a bad token): nothing can go out on this channel now, and it is
+    /// nobody's address at fault. The round pauses on this channel; the message waits for the
+    /// next round without an attempt counted against it.
+    #[error("server unreachable or misconfigured: {0}")]
+    Unavailable(String),
+    /// The recipient was refused for good (a 5xx answer to RCPT TO or to the message, an
+    /// invalid address): retrying will not help. Only this counts as a bounce.
     #[error("permanent failure: {0}")]
     Permanent(String),
 }

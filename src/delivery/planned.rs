@@ -262,7 +262,7 @@ impl Deliverer<'_> {
             self.metrics.record_message("reminder", "email", "superseded");
             tracing::info!(key, reason, "notice superseded, not sent");
         }
-        Ok(messages.into_iter().map(ClaimedMessage::from).collect())
+        Ok(self.sendable(messages, &mut done.stats))
     }
 
     /// [`Deliverer::send_all`], adding the time it took.

@@ -2,7 +2,7 @@
 //! read back whole (units, people, calendar) or pre-filtered (directives) for the planner.
 
 use super::rows::{CalendarRow, DirectiveRow, PersonRow, UnitRow, DIRECTIVE_COLUMNS, PERSON_COLUMNS};
-use super::{keep_prepared, rows_per_statement, Marks, Result, Store, StoreError};
+use super::{keep_prepared, rows_per_statement, Marks, Result, Store, StoreError, Tx};
 use crate::config::Backend;
 use crate::domain::{Bounce, CalendarDay, Directive, Person, Unit};
 use chrono::NaiveDate;
@@ -59,7 +59,7 @@ const IMPORT_CACHE_KIB: u32 = 65_536;
 const DEFAULT_CACHE_KIB: u32 = 2_000;
 
 async fn upsert(
-    tx: &mut sqlx::Transaction<'static, Any>,
+    tx: &mut Tx,
     backend: Backend,
     table: &str,
     columns: &[&str],
@@ -89,7 +89,7 @@ async fn upsert(
 /// chunk, so a million directives never need to sit in memory at once. Dropping it without
 /// `commit` rolls everything back.
 pub struct Importer {
-    tx: sqlx::Transaction<'static, Any>,
+    tx: Tx,
     backend: Backend,
     counts: ImportCounts,
 }

@@ -9,11 +9,14 @@
 mod directory;
 mod outbox;
 mod rows;
+mod tx;
+
+pub use tx::Tx;
 
 pub use directory::{ImportCounts, Importer, PlanningWindow};
 pub(crate) use outbox::claim_order;
 pub use outbox::{
-    pack, ClaimedMessage, DeadLetter, MessageOutcome, NewMessage, NoticeClaim, NoticeRow, OutboxCounts, QueuedNotice,
+    pack, ClaimedMessage, DeadCause, DeadLetter, MessageOutcome, NewMessage, NoticeClaim, NoticeRow, OutboxCounts, QueuedNotice,
     StatusReport,
 };
 
@@ -26,7 +29,16 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+    /// SQLite could not grow the file (SQLITE_FULL): the transaction was rolled back whole.
+    #[error("database: the disk is full (nothing of this step was recorded; it is tried again once space returns): {0}")]
+    DiskFull(sqlx::Error),
+    /// The file or its folder cannot be written (SQLITE_READONLY).
+    #[error("database: the database is read-only (check the file's and its folder's permissions and mount): {0}")]
+    ReadOnly(sqlx::Error),
+    /// The file is damaged or is not a database (SQLITE_CORRUPT, SQLITE_NOTADB).
+    #[error("database: not a nhacviec database, or malformed: {0}")]
+    Malformed(String),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database holds an invalid value in {table}.{column}: {value:?}")]
@@ -38,6 +50,28 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// SQLite's primary result codes that deserve their own message (the low byte of the
+/// extended code sqlx reports).
+const SQLITE_READONLY: i64 = 8;
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_FULL: i64 = 13;
+const SQLITE_NOTADB: i64 = 26;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        let primary = match &e {
+            sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i64>().ok()).map(|c| c & 0xff),
+            _ => None,
+        };
+        match primary {
+            Some(SQLITE_FULL) => StoreError::DiskFull(e),
+            Some(SQLITE_READONLY) => StoreError::ReadOnly(e),
+            Some(SQLITE_CORRUPT | SQLITE_NOTADB) => StoreError::Malformed(e.to_string()),
+            _ => StoreError::Db(e),
+        }
+    }
+}
 
 /// A handle on the database; cheap to clone.
 #[derive(Debug, Clone)]
@@ -56,6 +90,11 @@ impl Store {
             Backend::Postgres => url.to_string(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
+        if backend == Backend::Sqlite {
+            // A damaged file must fail here, at once and by name, not after the pool has
+            // spent its acquire timeout retrying connections that fail the same way.
+            check_sqlite_file(&url, &options).await?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
@@ -97,11 +136,12 @@ impl Store {
 
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`),
     /// so two writers queue on the busy timeout instead of deadlocking on a lock upgrade.
-    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        })
+    pub(crate) async fn begin_write(&self) -> Result<Tx> {
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        Ok(Tx::begin(&self.pool, begin).await?)
     }
 
     /// For a transaction whose every statement finds rows by key: on PostgreSQL, rules out
@@ -113,7 +153,7 @@ impl Store {
     /// `UPDATE … AND status = 'pending'` otherwise read every pending notice through the
     /// partial index to hash them (46 ms a statement at 100,000 pending, against 7.6 ms
     /// looking each key up in the primary key): most of a morning round on PostgreSQL.
-    pub(crate) async fn index_lookups_only(&self, tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<()> {
+    pub(crate) async fn index_lookups_only(&self, tx: &mut Tx) -> Result<()> {
         if self.backend == Backend::Postgres {
             sqlx::query(
                 "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
@@ -133,6 +173,55 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The file part of a `sqlite://PATH?…` URL.
+fn sqlite_path(url: &str) -> &str {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    rest.split_once('?').map_or(rest, |(path, _)| path)
+}
+
+/// What SQLite writes at the start of every database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Refuses a file that exists but is not a nhacviec database: empty (SQLite would take a
+/// 0-byte file for a new database and silently start afresh), of another format, damaged,
+/// or another application's database. A missing file is fine: it is created.
+async fn check_sqlite_file(url: &str, options: &AnyConnectOptions) -> Result<()> {
+    use sqlx::ConnectOptions;
+    let path = sqlite_path(url);
+    let not_ours = |why: String| StoreError::Malformed(format!("{path}: {why}"));
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    if meta.is_dir() {
+        return Err(not_ours("is a folder, not a database file".into()));
+    }
+    if meta.len() == 0 {
+        return Err(not_ours(
+            "the file is empty (0 bytes), not a nhacviec database; remove it to start a new one".into(),
+        ));
+    }
+    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
+    let read = std::fs::File::open(path)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 16), &mut header));
+    if let Err(e) = read {
+        return Err(not_ours(format!("cannot read it: {e}")));
+    }
+    if header.as_slice() != SQLITE_HEADER {
+        return Err(not_ours("is not a SQLite database file".into()));
+    }
+    let mut conn = options.connect().await.map_err(|e| not_ours(e.to_string()))?;
+    let tables: Vec<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| not_ours(format!("malformed: {e}")))?;
+    let _ = sqlx::Connection::close(conn).await;
+    let ours = tables.iter().any(|(name,)| name == "_sqlx_migrations" || name == "notices");
+    if !tables.is_empty() && !ours {
+        return Err(not_ours("holds another application's tables, not a nhacviec database".into()));
+    }
+    Ok(())
 }
 
 /// `sqlite://var/x.db` → `sqlite://var/x.db?mode=rwc`, creating `var/` if needed.

@@ -9,10 +9,9 @@
 //! PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, so replicas never take the same rows;
 //! SQLite gets the same guarantee from `BEGIN IMMEDIATE`.
 
-use super::{keep_prepared, rows_per_statement, Marks, Result, Store, StoreError};
+use super::{keep_prepared, rows_per_statement, Marks, Result, Store, StoreError, Tx};
 use crate::config::Backend;
 use crate::domain::Notice;
-use sqlx::Any;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A notice waiting in the outbox, as delivery sees it when claiming.
@@ -66,6 +65,9 @@ pub struct NewMessage {
     /// rather than while the database waits).
     pub packed: Vec<u8>,
     pub notice_keys: Vec<String>,
+    /// Why the message could not be built, if it could not: it is recorded dead with this
+    /// reason (and its notices with it), never sent.
+    pub dead: Option<String>,
 }
 
 /// A recorded message leased to this process for one send attempt.
@@ -118,20 +120,46 @@ struct ClaimedRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageOutcome {
     Sent,
-    /// Try again at `next_attempt_at` (logical epoch seconds).
+    /// A temporary failure of this message: try again at `next_attempt_at` (logical epoch
+    /// seconds); the attempt counts towards `delivery.max_attempts`.
     Retry {
+        next_attempt_at: i64,
+        error: String,
+    },
+    /// Not sent because the channel's server is unreachable or misconfigured: waits for
+    /// `next_attempt_at` without an attempt counted, so no outage can use a message up.
+    Deferred {
         next_attempt_at: i64,
         error: String,
     },
     Dead {
         error: String,
+        cause: DeadCause,
     },
+}
+
+/// Why a message is dead; stored in `messages.error_kind` beside the error text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadCause {
+    /// The server refused the recipient for good (a bounce).
+    Recipient,
+    /// Temporary failures until `delivery.max_attempts` ran out.
+    Exhausted,
+}
+
+impl DeadCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadCause::Recipient => "recipient",
+            DeadCause::Exhausted => "exhausted",
+        }
+    }
 }
 
 /// Pending notices claimed in an open write transaction. Commit with the messages built from
 /// them; dropping it rolls back and leaves them pending.
 pub struct NoticeClaim {
-    tx: sqlx::Transaction<'static, Any>,
+    tx: Tx,
     backend: Backend,
     pub notices: Vec<QueuedNotice>,
 }
@@ -153,6 +181,10 @@ pub struct DeadLetter {
     pub subject: String,
     pub attempts: i64,
     pub last_error: Option<String>,
+    /// Who caused it: `recipient` (the address was refused: a bounce), `build` (the message
+    /// could not be built from its data), `exhausted` (temporary failures until the attempts
+    /// ran out).
+    pub error_kind: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -162,6 +194,10 @@ pub struct StatusReport {
     /// Queued messages waiting for a retry: (count, earliest next attempt, epoch seconds).
     pub retrying: i64,
     pub next_retry_at: Option<i64>,
+    /// Queued messages held back because their channel's server was unreachable or
+    /// misconfigured — no address is at fault — and the latest such error.
+    pub waiting_on_server: i64,
+    pub server_error: Option<String>,
 }
 
 fn lock_suffix(backend: Backend) -> &'static str {
@@ -304,7 +340,7 @@ impl Store {
         if keys.is_empty() {
             return Ok(states);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = Tx::begin(&self.pool, "BEGIN").await?;
         self.index_lookups_only(&mut tx).await?;
         for chunk in keys.chunks(rows_per_statement(1)) {
             let sql = format!(
@@ -541,7 +577,7 @@ impl Store {
         let notices: Vec<(String, i64)> = notices.into_iter().filter(|(_, n)| *n > 0).collect();
         let messages: Vec<(String, i64)> = by_message.into_iter().map(|(status, _, n)| (status, n)).collect();
         let dead_letters = sqlx::query_as(
-            "SELECT id, message_id, recipient, address, channel, subject, attempts, last_error
+            "SELECT id, message_id, recipient, address, channel, subject, attempts, last_error, error_kind
                FROM messages WHERE status = 'dead' ORDER BY created_at DESC, id LIMIT $1",
         )
         .bind(dead_limit)
@@ -552,7 +588,24 @@ impl Store {
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(StatusReport { counts: OutboxCounts { notices, messages }, dead_letters, retrying, next_retry_at })
+        let (waiting_on_server,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM messages WHERE status = 'queued' AND error_kind = 'server'")
+                .fetch_one(&self.pool)
+                .await?;
+        let server_error: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT last_error FROM messages WHERE status = 'queued' AND error_kind = 'server'
+              ORDER BY next_attempt_at DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(StatusReport {
+            counts: OutboxCounts { notices, messages },
+            dead_letters,
+            retrying,
+            next_retry_at,
+            waiting_on_server,
+            server_error: server_error.and_then(|(e,)| e),
+        })
     }
 
     /// Puts every message back in the queue, due at once and unleased, as if never sent;
@@ -623,7 +676,7 @@ impl NoticeClaim {
 
 /// Inserts messages queued and leased to `owner`, with their payloads.
 async fn insert_messages(
-    tx: &mut sqlx::Transaction<'static, Any>,
+    tx: &mut Tx,
     backend: Backend,
     messages: &[NewMessage],
     owner: &str,
@@ -640,21 +693,15 @@ async fn insert_messages(
         let rows: Vec<String> = chunk
             .iter()
             .map(|_| {
-                let head: Vec<String> = (0..8).map(|_| marks.mark()).collect();
-                let tail: Vec<String> = (0..4).map(|_| marks.mark()).collect();
-                format!(
-                    "({}, 'queued', 0, {}, {}, {}, NULL, {}, NULL)",
-                    head.join(", "),
-                    tail[0],
-                    tail[1],
-                    tail[2],
-                    tail[3]
-                )
+                let head: Vec<String> = (0..9).map(|_| marks.mark()).collect();
+                let tail: Vec<String> = (0..5).map(|_| marks.mark()).collect();
+                format!("({}, 0, {}, NULL, {})", head.join(", "), tail.join(", "), marks.mark())
             })
             .collect();
         let sql = format!(
             "INSERT INTO messages (id, message_id, kind, recipient, address, channel, subject, notice_count,
-                        status, attempts, next_attempt_at, lease_until, lease_owner, last_error, created_at, sent_at)
+                        status, attempts, next_attempt_at, lease_until, lease_owner, last_error, created_at, sent_at,
+                        error_kind)
                  VALUES {}",
             rows.join(", ")
         );
@@ -669,10 +716,13 @@ async fn insert_messages(
                 .bind(m.channel.as_str())
                 .bind(m.subject.as_str())
                 .bind(i64::try_from(m.notice_keys.len()).unwrap_or(i64::MAX))
+                .bind(if m.dead.is_some() { "dead" } else { "queued" })
                 .bind(now)
-                .bind(lease_until)
-                .bind(owner)
-                .bind(now);
+                .bind(m.dead.is_none().then_some(lease_until))
+                .bind(m.dead.is_none().then_some(owner))
+                .bind(m.dead.clone())
+                .bind(now)
+                .bind(m.dead.is_some().then_some("build"));
         }
         query.execute(&mut **tx).await?;
         let sql = format!(
@@ -753,7 +803,7 @@ impl<'n> NoticeRow<'n> {
 /// Inserts notices by key (one already there is left alone) in multi-row statements; returns how
 /// many were new.
 async fn insert_notices(
-    tx: &mut sqlx::Transaction<'static, Any>,
+    tx: &mut Tx,
     backend: Backend,
     rows: &[NoticeRow<'_>],
     now: i64,
@@ -820,7 +870,7 @@ fn insert_notices_verb(backend: Backend) -> (&'static str, &'static str) {
 /// notices keyed by the first of each pair: one statement per thousand notices, joined
 /// against a `VALUES` list (UPDATE … FROM works alike on SQLite ≥ 3.33 and PostgreSQL).
 async fn update_notices(
-    tx: &mut sqlx::Transaction<'static, Any>,
+    tx: &mut Tx,
     backend: Backend,
     set: &str,
     condition: &str,
@@ -846,26 +896,33 @@ async fn update_notices(
 
 /// Records one outcome inside `tx`, if `owner` still holds the message's lease.
 async fn finish_in(
-    tx: &mut sqlx::Transaction<'static, Any>,
+    tx: &mut Tx,
     id: &str,
     owner: &str,
     outcome: &MessageOutcome,
     now: i64,
 ) -> Result<bool> {
-    let (status, next_at, error) = match outcome {
-        MessageOutcome::Sent => ("sent", None, None),
-        MessageOutcome::Retry { next_attempt_at, error } => ("queued", Some(*next_attempt_at), Some(error.clone())),
-        MessageOutcome::Dead { error } => ("dead", None, Some(error.clone())),
+    let (status, next_at, error, kind, attempted) = match outcome {
+        MessageOutcome::Sent => ("sent", None, None, None, 1_i64),
+        MessageOutcome::Retry { next_attempt_at, error } => {
+            ("queued", Some(*next_attempt_at), Some(error.clone()), Some("transient"), 1)
+        }
+        MessageOutcome::Deferred { next_attempt_at, error } => {
+            ("queued", Some(*next_attempt_at), Some(error.clone()), Some("server"), 0)
+        }
+        MessageOutcome::Dead { error, cause } => ("dead", None, Some(error.clone()), Some(cause.as_str()), 1),
     };
     let updated = sqlx::query(
-        "UPDATE messages SET status = $1, attempts = attempts + 1, lease_owner = NULL, lease_until = NULL,
-                next_attempt_at = COALESCE($2, next_attempt_at), last_error = COALESCE($3, last_error),
-                sent_at = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at END
-          WHERE id = $5 AND lease_owner = $6 AND status = 'queued'",
+        "UPDATE messages SET status = $1, attempts = attempts + $2, lease_owner = NULL, lease_until = NULL,
+                next_attempt_at = COALESCE($3, next_attempt_at), last_error = COALESCE($4, last_error),
+                error_kind = COALESCE($5, error_kind), sent_at = CASE WHEN $1 = 'sent' THEN $6 ELSE sent_at END
+          WHERE id = $7 AND lease_owner = $8 AND status = 'queued'",
     )
     .bind(status)
+    .bind(attempted)
     .bind(next_at)
     .bind(error.clone())
+    .bind(kind)
     .bind(now)
     .bind(id.to_string())
     .bind(owner.to_string())
@@ -908,6 +965,7 @@ mod tests {
             payload: format!("payload of {id}"),
             packed: pack(&format!("payload of {id}")),
             notice_keys: keys,
+            dead: None,
         }
     }
 
@@ -963,7 +1021,7 @@ mod tests {
         let messages = [message("m-a", "a", keys("a")), message("m-b", "b", keys("b")), message("m-c", "c", keys("c"))];
         claim.commit(&messages, &[], "me", i64::MAX, 100).await.unwrap();
 
-        let dead = MessageOutcome::Dead { error: "550 no such user".into() };
+        let dead = MessageOutcome::Dead { error: "550 no such user".into(), cause: DeadCause::Recipient };
         let held = store
             .finish_messages(
                 "me",
