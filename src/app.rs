@@ -3,11 +3,11 @@
 //! allows at `now`. The scheduler calls it with the wall clock; `tick --at` with any instant.
 
 use crate::calendar::Calendar;
-use crate::channels::email::resolve_credential;
+use crate::channels::email::read_credential;
 use crate::channels::telegram::TelegramChannel;
 use crate::channels::webhook::WebhookChannel;
 use crate::channels::EmailChannel;
-use crate::config::{redact_url, Config};
+use crate::config::{redact_url, Config, ConfigError};
 use crate::delivery::{Deliverer, DeliveryStats, PlannedDelivery, UnrecordedOutcome};
 use crate::digest_render::DigestRenderer;
 use crate::domain::{Directive, Notice};
@@ -178,6 +178,11 @@ impl App {
         let owed_count = owed.len();
         drop(owed);
         delivery.absorb(deliverer.deliver(&snapshot, &calendar, now).await?);
+        let paused = deliverer.paused_channels();
+        // /healthz answers 503 while a channel's server keeps a round from going out.
+        self.metrics.set_delivery_blocked((!paused.is_empty()).then(|| {
+            paused.iter().map(|(channel, reason)| format!("{channel}: {reason}")).collect::<Vec<_>>().join("; ")
+        }));
         Ok(TickReport {
             at: now.to_rfc3339(),
             owed: owed_count,
@@ -185,7 +190,7 @@ impl App {
             adopted,
             in_send_window: true,
             delivery,
-            paused: deliverer.paused_channels(),
+            paused,
         })
     }
 
@@ -235,57 +240,59 @@ impl App {
 
     /// Where administrators' template overrides live, if configured.
     pub fn templates_dir(&self) -> Option<&Path> {
-        let dir = self.config.raw.mail.templates_dir.trim();
-        (!dir.is_empty()).then(|| Path::new(dir))
+        templates_dir(&self.config)
     }
 
     /// Loads the templates (built in, or overridden from `mail.templates_dir`) and sets up
     /// the channels.
     pub fn outlets(&self) -> anyhow::Result<Outlets> {
-        let dir = self.templates_dir();
-        Ok(Outlets {
-            renderer: Renderer::new(dir).context("cannot load the email templates")?,
-            digests: DigestRenderer::new(dir, &self.config.raw.agency.name)
-                .context("cannot load the digest templates")?,
-            email: EmailChannel::from_config(&self.config).context("cannot set up email delivery")?,
-            telegram: self.telegram_channel()?,
-            webhook: self.webhook_channel()?,
-        })
-    }
-
-    fn telegram_channel(&self) -> anyhow::Result<Option<TelegramChannel>> {
-        let t = &self.config.raw.telegram;
-        if !t.enabled {
-            return Ok(None);
-        }
-        let token = read_secret("telegram.token_file", &t.token_file)?;
-        let channel = TelegramChannel::new(&t.api_url, &token, Duration::from_secs(t.timeout_seconds))
-            .map_err(anyhow::Error::msg)?;
-        Ok(Some(channel))
-    }
-
-    fn webhook_channel(&self) -> anyhow::Result<Option<WebhookChannel>> {
-        let w = &self.config.raw.webhook;
-        if !w.enabled {
-            return Ok(None);
-        }
-        let secret = read_secret("webhook.secret_file", &w.secret_file)?;
-        let channel = WebhookChannel::new(&w.url, secret.as_bytes(), Duration::from_secs(w.timeout_seconds))
-            .map_err(anyhow::Error::msg)?;
-        Ok(Some(channel))
+        Ok(Outlets::from_config(&self.config)?)
     }
 }
 
-/// A secret from its file (a bare name is looked up in systemd's credentials directory),
-/// without the trailing newline editors add.
-fn read_secret(key: &str, name: &str) -> anyhow::Result<String> {
-    let path = resolve_credential(name);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{key} {}: cannot read", path.display()))?;
-    let secret = text.trim_end_matches(['\r', '\n']).to_string();
-    if secret.is_empty() {
-        anyhow::bail!("{key} {}: the file is empty", path.display());
+/// Where administrators' template overrides live, if configured.
+pub fn templates_dir(config: &Config) -> Option<&Path> {
+    let dir = config.raw.mail.templates_dir.trim();
+    (!dir.is_empty()).then(|| Path::new(dir))
+}
+
+impl Outlets {
+    /// Loads the templates (built in, or overridden from `mail.templates_dir`), reads the
+    /// channels' credential files and sets the channels up. Needs no database, so
+    /// `check-config` builds exactly what `run` builds; whatever fails is the configuration's.
+    pub fn from_config(config: &Config) -> Result<Outlets, ConfigError> {
+        let dir = templates_dir(config);
+        let templates = |e: crate::render::RenderError| ConfigError::key("mail.templates_dir", e.to_string());
+        Ok(Outlets {
+            renderer: Renderer::new(dir).map_err(templates)?,
+            digests: DigestRenderer::new(dir, &config.raw.agency.name).map_err(templates)?,
+            email: EmailChannel::from_config(config)?,
+            telegram: telegram_channel(config)?,
+            webhook: webhook_channel(config)?,
+        })
     }
-    Ok(secret)
+}
+
+fn telegram_channel(config: &Config) -> Result<Option<TelegramChannel>, ConfigError> {
+    let t = &config.raw.telegram;
+    if !t.enabled {
+        return Ok(None);
+    }
+    let token = read_credential("telegram.token_file", &t.token_file)?;
+    let channel = TelegramChannel::new(&t.api_url, &token, Duration::from_secs(t.timeout_seconds))
+        .map_err(|e| ConfigError::key("telegram.api_url", e))?;
+    Ok(Some(channel))
+}
+
+fn webhook_channel(config: &Config) -> Result<Option<WebhookChannel>, ConfigError> {
+    let w = &config.raw.webhook;
+    if !w.enabled {
+        return Ok(None);
+    }
+    let secret = read_credential("webhook.secret_file", &w.secret_file)?;
+    let channel = WebhookChannel::new(&w.url, secret.as_bytes(), Duration::from_secs(w.timeout_seconds))
+        .map_err(|e| ConfigError::key("webhook.url", e))?;
+    Ok(Some(channel))
 }
 
 fn hostname() -> String {

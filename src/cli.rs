@@ -61,7 +61,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Validate the configuration and print it (secrets redacted).
+    /// Validate the configuration and what it refers to (credential files, CA, templates,
+    /// schedules), exactly as `run` does, and print it (secrets redacted).
     CheckConfig,
     /// Preview the weekly digest a leader (or the chief) gets at TIME, without sending it.
     Digest {
@@ -122,6 +123,10 @@ fn instant(config: &Config, at: Option<&str>) -> anyhow::Result<DateTime<Tz>> {
 }
 
 fn check_config(config: &Config) -> anyhow::Result<()> {
+    let checked = crate::preflight::preflight(config, Utc::now())?;
+    for warning in &checked.warnings {
+        eprintln!("warning: {warning}");
+    }
     let calendar = crate::calendar::Calendar::load(config.calendar_dir())?;
     let mut out = std::io::stdout().lock();
     match &config.source {

@@ -23,8 +23,15 @@ pub enum ConfigError {
     Key { key: String, reason: String },
 }
 
+impl ConfigError {
+    /// A problem with one key's value, named by its dotted path (`mail.smtp.password_file`).
+    pub fn key(key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Key { key: key.to_string(), reason: reason.into() }
+    }
+}
+
 fn key_error(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Key { key: key.to_string(), reason: reason.into() }
+    ConfigError::key(key, reason)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,6 +155,9 @@ pub struct Webhook {
 #[serde(deny_unknown_fields)]
 pub struct Http {
     pub listen: String,
+    pub header_timeout_seconds: u64,
+    pub idle_timeout_seconds: u64,
+    pub max_connections: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -343,6 +353,15 @@ impl Config {
                 key_error("http.listen", format!("{addr:?} is not an address:port such as 127.0.0.1:9187"))
             })?),
         };
+        for (key, value) in [
+            ("http.header_timeout_seconds", raw.http.header_timeout_seconds),
+            ("http.idle_timeout_seconds", raw.http.idle_timeout_seconds),
+            ("http.max_connections", u64::from(raw.http.max_connections)),
+        ] {
+            if value == 0 {
+                return Err(key_error(key, "must be at least 1"));
+            }
+        }
         match raw.log.format.as_str() {
             "text" | "json" => {}
             other => return Err(key_error("log.format", format!("{other:?}: expected text or json"))),
@@ -364,11 +383,23 @@ impl Config {
     }
 
     /// The effective configuration as TOML, secrets redacted (passwords never live in config,
-    /// but a database URL may carry one).
+    /// but any URL may carry one in its user part or a token in its query).
     pub fn to_redacted_toml(&self) -> String {
         let mut raw = self.raw.clone();
-        raw.database.url = redact_url(&raw.database.url);
+        for url in [&mut raw.database.url, &mut raw.telegram.api_url, &mut raw.webhook.url] {
+            *url = redact_url(url);
+        }
         toml::to_string_pretty(&raw).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+    }
+
+    /// Every cron expression the daemon runs on, with its key: each must parse (checked at
+    /// load) and fire at least once more (checked by [`crate::preflight`], which knows `now`).
+    pub fn schedules(&self) -> Vec<(&'static str, &str, &croner::Cron)> {
+        let mut all = vec![("schedule.scan", self.raw.schedule.scan.as_str(), &self.scan_cron)];
+        if let Some(weekly) = &self.reports.weekly {
+            all.push(("reports.weekly", self.raw.reports.weekly.trim(), weekly));
+        }
+        all
     }
 
     pub fn calendar_dir(&self) -> Option<&Path> {
@@ -383,7 +414,7 @@ fn check_http_url(key: &str, url: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
-        Err(key_error(key, format!("{url:?} is not an http(s):// URL")))
+        Err(key_error(key, format!("{:?} is not an http(s):// URL", redact_url(url))))
     }
 }
 
@@ -448,18 +479,44 @@ fn parse_time(key: &str, text: &str) -> Result<NaiveTime, ConfigError> {
     NaiveTime::parse_from_str(text, "%H:%M").map_err(|_| key_error(key, format!("{text:?} is not a time of day HH:MM")))
 }
 
-/// The URL with any password replaced by `***`, for logs and messages.
+/// The URL as it may be shown in logs and messages: a password becomes `***` (the user name
+/// before it stays, it tells which account), a user part without a password becomes `***`
+/// whole (such a part is usually a token), and every query value becomes `***` (names stay;
+/// a bare parameter without `=` is redacted whole, it too may be a token). Errs towards
+/// hiding: an `@` anywhere before the query counts as the end of a user part.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
-                None => url.to_string(),
-            }
+    let (before_fragment, fragment) = match url.find('#') {
+        Some(i) => url.split_at(i),
+        None => (url, ""),
+    };
+    let (base, query) = match before_fragment.find('?') {
+        Some(i) => (&before_fragment[..i], Some(&before_fragment[i + 1..])),
+        None => (before_fragment, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme + 3 => {
+            let user = match base[scheme + 3..at].split_once(':') {
+                Some((user, _)) if !user.is_empty() => format!("{user}:***"),
+                _ => "***".to_string(),
+            };
+            format!("{}{user}{}", &base[..scheme + 3], &base[at..])
         }
-        _ => url.to_string(),
+        _ => base.to_string(),
+    };
+    if let Some(query) = query {
+        out.push('?');
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) => format!("{name}=***"),
+                None if pair.is_empty() => String::new(),
+                None => "***".to_string(),
+            })
+            .collect();
+        out.push_str(&redacted.join("&"));
     }
+    out.push_str(fragment);
+    out
 }
 
 #[cfg(test)]
@@ -504,10 +561,54 @@ mod tests {
             ("NHACVIEC__SEND_WINDOW__START", "7h30", "send_window.start"),
             ("NHACVIEC__DATABASE__URL", "mysql://x", "database.url"),
             ("NHACVIEC__HTTP__LISTEN", "localhost", "http.listen"),
+            ("NHACVIEC__HTTP__HEADER_TIMEOUT_SECONDS", "0", "http.header_timeout_seconds"),
+            ("NHACVIEC__HTTP__IDLE_TIMEOUT_SECONDS", "0", "http.idle_timeout_seconds"),
+            ("NHACVIEC__HTTP__MAX_CONNECTIONS", "0", "http.max_connections"),
         ];
         for (var, value, key) in cases {
             let err = load(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(key), "{var}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn a_redacted_url_keeps_no_password_token_or_query_value() {
+        let cases = [
+            ("https://user:pass@host/hook?token=abc", "https://user:***@host/hook?token=***"),
+            ("https://tok3n@host/hook", "https://***@host/hook"),
+            ("https://:pass@host/", "https://***@host/"),
+            ("postgres://u:p@ss@db/x?sslmode=require&password=pw", "postgres://u:***@db/x?sslmode=***&password=***"),
+            ("https://host/hook?SECRET&a=1#part", "https://host/hook?***&a=***#part"),
+            ("https://host/hook?a=1&&b", "https://host/hook?a=***&&***"),
+            ("https://api.telegram.org", "https://api.telegram.org"),
+            ("sqlite://var/nhacviec.db", "sqlite://var/nhacviec.db"),
+            ("", ""),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_printed_configuration_redacts_every_url() {
+        let config = load(&[
+            ("NHACVIEC__WEBHOOK__URL", "https://hookuser:hookpass@hooks.example/in?token=abc123"),
+            ("NHACVIEC__TELEGRAM__API_URL", "https://bot:tgpass@tg.example/?key=tgkey"),
+        ])
+        .unwrap();
+        let text = config.to_redacted_toml();
+        for secret in ["hookpass", "abc123", "tgpass", "tgkey"] {
+            assert!(!text.contains(secret), "{secret} in:\n{text}");
+        }
+        assert!(text.contains("https://hookuser:***@hooks.example/in?token=***"), "{text}");
+    }
+
+    #[test]
+    fn every_cron_schedule_is_listed_with_its_key() {
+        let config = load(&[]).unwrap();
+        let keys: Vec<&str> = config.schedules().iter().map(|(key, _, _)| *key).collect();
+        assert_eq!(keys, ["schedule.scan", "reports.weekly"]);
+        let config = load(&[("NHACVIEC__REPORTS__WEEKLY", "")]).unwrap();
+        assert_eq!(config.schedules().len(), 1);
     }
 }

@@ -2,7 +2,10 @@
 //! for Prometheus. It only reads — the store (a ping, the outbox counts) and the in-process
 //! [`Metrics`] the scheduler and delivery feed — so it can never disturb planning or sending.
 //! Every database call is bounded, so a hung database makes these answer "unhealthy" quickly
-//! instead of hanging the prober.
+//! instead of hanging the prober. Connections are bounded too ([`HttpLimits`]): a client
+//! must send its request head in time, a connection with nothing moving is closed, and at
+//! most so many are held at once (the rest wait in the kernel's accept queue), so idle or
+//! slow clients can neither exhaust the process's file descriptors nor starve the prober.
 
 use crate::metrics::{Metrics, OutboxSnapshot};
 use crate::store::Store;
@@ -11,9 +14,18 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// How long `/healthz` and `/metrics` wait for the database. Well under the usual probe
 /// and scrape timeouts (Prometheus: 10 s), so the prober hears our verdict, not its own.
@@ -21,6 +33,32 @@ const DB_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The Prometheus text format's content type.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How long to wait after a failed accept (out of descriptors, say) before the next, so the
+/// loop does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Bounds on the connections the endpoint holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A complete request head must arrive within this of the connection opening, or of
+    /// the previous response on a kept-alive connection.
+    pub header_timeout: Duration,
+    /// A connection with no bytes moving and no request in progress for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections held at once.
+    pub max_connections: u32,
+}
+
+impl HttpLimits {
+    pub fn from_config(http: &crate::config::Http) -> HttpLimits {
+        HttpLimits {
+            header_timeout: Duration::from_secs(http.header_timeout_seconds),
+            idle_timeout: Duration::from_secs(http.idle_timeout_seconds),
+            max_connections: http.max_connections,
+        }
+    }
+}
 
 /// What the endpoints read.
 #[derive(Debug, Clone)]
@@ -36,16 +74,220 @@ pub fn router(state: HttpState) -> Router {
     Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(Arc::new(state))
 }
 
-/// Serves until `shutdown` completes, then lets in-flight requests finish.
+/// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+/// and returns once every connection has closed.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     state: HttpState,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "serving /healthz and /metrics");
+        tracing::info!(%addr, max_connections = limits.max_connections, "serving /healthz and /metrics");
     }
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let router = router(state);
+    // One permit per open connection, taken before accept: at the cap, new connections wait
+    // in the listen queue instead of costing a descriptor each.
+    let slots = Arc::new(Semaphore::new(usize::try_from(limits.max_connections).unwrap_or(usize::MAX)));
+    let (stop, stopping) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "health/metrics endpoint: accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        tokio::spawn(connection(stream, router.clone(), limits, stopping.clone(), permit));
+    }
+    // Closing the listener refuses what still waits in its queue rather than leaving it hanging.
+    drop(listener);
+    let _ = stop.send(true);
+    // Every open connection holds a permit: having them all back means all have closed.
+    let _all = slots.acquire_many(limits.max_connections).await;
+    Ok(())
+}
+
+/// One connection, start to close; its permit is given back only once the socket is closed,
+/// so the cap counts descriptors.
+async fn connection(
+    stream: TcpStream,
+    router: Router,
+    limits: HttpLimits,
+    mut stopping: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+) {
+    serve_connection(stream, router, limits, &mut stopping).await;
+    drop(permit);
+}
+
+async fn serve_connection(stream: TcpStream, router: Router, limits: HttpLimits, stopping: &mut watch::Receiver<bool>) {
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
+    let inner = TowerToHyperService::new(router);
+    let tracked = activity.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let busy = Busy::start(&tracked);
+        let response = hyper::service::Service::call(&inner, request);
+        async move {
+            let response = response.await;
+            drop(busy);
+            response
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        if !draining && *stopping.borrow() {
+            draining = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        let quiet_until = activity.deadline(limits.idle_timeout);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "health/metrics connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(quiet_until) => {
+                if activity.idle_for() >= limits.idle_timeout {
+                    tracing::debug!(idle_s = limits.idle_timeout.as_secs(), "closing an idle health/metrics connection");
+                    return;
+                }
+            }
+            changed = stopping.changed(), if !draining => {
+                if changed.is_err() {
+                    // The server is gone: nothing will say "stop" any more, so stop now.
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last moved a byte, and whether a request is in progress (a handler
+/// waiting on the database moves nothing, yet the connection is not idle).
+#[derive(Debug)]
+struct Activity {
+    origin: Instant,
+    /// Milliseconds after `origin` of the last byte read or written.
+    last_ms: AtomicU64,
+    busy: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { origin: Instant::now(), last_ms: AtomicU64::new(0), busy: AtomicUsize::new(0) }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    fn idle_for(&self) -> Duration {
+        if self.busy.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        self.last().elapsed()
+    }
+
+    /// When the connection would have been idle for `idle`, as things stand.
+    fn deadline(&self, idle: Duration) -> tokio::time::Instant {
+        let from = if self.busy.load(Ordering::Relaxed) > 0 { Instant::now() } else { self.last() };
+        tokio::time::Instant::from_std(from + idle)
+    }
+}
+
+/// A request in progress on a connection; the idle clock restarts when it ends.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn start(activity: &Arc<Activity>) -> Busy {
+        activity.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The socket, noting every byte that moves in [`Activity`].
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// How the database answered a ping.
@@ -64,18 +306,46 @@ async fn ping(store: &Store) -> DbCheck {
     }
 }
 
+/// What the daemon reports about its own work, for [`verdict`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Work {
+    /// Unix seconds when the last successful scan ended.
+    last_success: Option<i64>,
+    /// Why the last scan failed, if it did.
+    scan_failed: Option<String>,
+    /// Why delivery is paused, if it is.
+    delivery_blocked: Option<String>,
+}
+
+impl Work {
+    fn of(metrics: &Metrics) -> Work {
+        Work {
+            last_success: metrics.last_successful_scan(),
+            scan_failed: metrics.scan_failed(),
+            delivery_blocked: metrics.delivery_blocked(),
+        }
+    }
+}
+
 /// The health verdict: `Ok` when healthy, else the one-line reason.
-fn verdict(db: DbCheck, last_success: Option<i64>, now_unix: i64, stale_after: Duration) -> Result<(), String> {
+fn verdict(db: DbCheck, work: &Work, now_unix: i64, stale_after: Duration) -> Result<(), String> {
     match db {
         DbCheck::Answered => {}
         DbCheck::Failed => return Err("database unreachable: it did not answer SELECT 1".into()),
         DbCheck::TimedOut => return Err(format!("database did not answer within {} s", DB_TIMEOUT.as_secs())),
     }
-    let Some(at) = last_success else {
+    let Some(at) = work.last_success else {
         // Right after start-up too: until one scan has gone through, nothing shows the
         // daemon can actually plan and deliver.
         return Err("no successful scan yet".into());
     };
+    // A recent success says nothing about a disk that filled since: the latest scan counts.
+    if let Some(reason) = &work.scan_failed {
+        return Err(format!("last scan failed: {reason}"));
+    }
+    if let Some(reason) = &work.delivery_blocked {
+        return Err(format!("delivery blocked: {reason}"));
+    }
     // A clock stepped backwards gives a negative age; that is not staleness.
     let age = now_unix.saturating_sub(at).max(0);
     if u64::try_from(age).unwrap_or(0) > stale_after.as_secs() {
@@ -92,7 +362,7 @@ fn wall_clock_unix() -> i64 {
 
 async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
     let db = ping(&state.store).await;
-    match verdict(db, state.metrics.last_successful_scan(), wall_clock_unix(), state.stale_after) {
+    match verdict(db, &Work::of(&state.metrics), wall_clock_unix(), state.stale_after) {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(reason) => {
             tracing::debug!(%reason, "health check failed");
@@ -135,7 +405,17 @@ mod tests {
         _dir: tempfile::TempDir,
     }
 
+    const LIMITS: HttpLimits = HttpLimits {
+        header_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(30),
+        max_connections: 256,
+    };
+
     async fn start() -> Running {
+        start_with(LIMITS).await
+    }
+
+    async fn start_with(limits: HttpLimits) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("x.db").display());
         let store = Store::open(&url, 4, 5000).await.unwrap();
@@ -144,7 +424,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let state = HttpState { store: store.clone(), metrics: metrics.clone(), stale_after: HOUR };
-        let server = tokio::spawn(serve(listener, state, async move {
+        let server = tokio::spawn(serve(listener, state, limits, async move {
             let _ = stopped.await;
         }));
         Running { addr, stop, server, store, metrics, _dir: dir }
@@ -270,13 +550,94 @@ mod tests {
 
     #[test]
     fn the_verdict_names_what_is_wrong() {
-        let fresh = Some(1000);
+        let fresh = &Work { last_success: Some(1000), ..Work::default() };
+        let never = &Work::default();
         assert_eq!(verdict(DbCheck::Answered, fresh, 1000, HOUR), Ok(()));
         assert_eq!(verdict(DbCheck::Answered, fresh, 1000 + 3600, HOUR), Ok(()));
         assert_eq!(verdict(DbCheck::Answered, fresh, 1000 + 3601, HOUR), Err("last successful scan 3601 s ago".into()));
         assert_eq!(verdict(DbCheck::Answered, fresh, 900, HOUR), Ok(()));
-        assert_eq!(verdict(DbCheck::Answered, None, 1000, HOUR), Err("no successful scan yet".into()));
+        assert_eq!(verdict(DbCheck::Answered, never, 1000, HOUR), Err("no successful scan yet".into()));
         assert_eq!(verdict(DbCheck::TimedOut, fresh, 1000, HOUR), Err("database did not answer within 2 s".into()));
         assert!(verdict(DbCheck::Failed, fresh, 1000, HOUR).unwrap_err().starts_with("database unreachable: "));
+    }
+
+    #[test]
+    fn a_failed_last_scan_or_blocked_delivery_is_unhealthy_even_after_a_recent_success() {
+        let failed = &Work { last_success: Some(1000), scan_failed: Some("disk full".into()), ..Work::default() };
+        assert_eq!(verdict(DbCheck::Answered, failed, 1001, HOUR), Err("last scan failed: disk full".into()));
+        // Failing for long: the failure is the news, not the age.
+        assert_eq!(verdict(DbCheck::Answered, failed, 1000 + 7200, HOUR), Err("last scan failed: disk full".into()));
+        let blocked =
+            &Work { last_success: Some(1000), delivery_blocked: Some("AUTH refused".into()), ..Work::default() };
+        assert_eq!(verdict(DbCheck::Answered, blocked, 1001, HOUR), Err("delivery blocked: AUTH refused".into()));
+        assert!(verdict(DbCheck::Failed, failed, 1001, HOUR).unwrap_err().starts_with("database unreachable: "));
+    }
+
+    #[tokio::test]
+    async fn healthz_is_503_while_scans_fail_or_delivery_is_blocked_and_200_once_they_recover() {
+        let running = start().await;
+        running.metrics.record_scan(Duration::from_millis(20), now(), true);
+        assert_eq!(get(running.addr, "/healthz").await.0, 200);
+
+        running.metrics.set_scan_failed(Some("database or disk is full".into()));
+        running.metrics.record_scan(Duration::from_millis(20), now(), false);
+        let (code, _, body) = get(running.addr, "/healthz").await;
+        assert_eq!((code, body.as_str()), (503, "last scan failed: database or disk is full\n"));
+        running.metrics.record_scan(Duration::from_millis(20), now(), true);
+        assert_eq!(get(running.addr, "/healthz").await.0, 200);
+
+        running.metrics.set_delivery_blocked(Some("smtp.example:587: AUTH refused (535)".into()));
+        let (code, _, body) = get(running.addr, "/healthz").await;
+        assert_eq!((code, body.as_str()), (503, "delivery blocked: smtp.example:587: AUTH refused (535)\n"));
+        let (_, _, metrics) = get(running.addr, "/metrics").await;
+        assert!(metrics.contains("\nnhacviec_delivery_blocked 1\n"), "{metrics}");
+        running.metrics.set_delivery_blocked(None);
+        assert_eq!(get(running.addr, "/healthz").await.0, 200);
+    }
+
+    /// How long until the server closes a connection the client never writes to.
+    async fn closed_after(addr: std::net::SocketAddr, within: Duration) -> Duration {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        tokio::time::timeout(within, stream.read_to_end(&mut buf))
+            .await
+            .expect("the server should have closed the silent connection")
+            .ok();
+        started.elapsed()
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sends_nothing_is_closed_at_the_header_timeout() {
+        let limits = HttpLimits { header_timeout: Duration::from_secs(1), ..LIMITS };
+        let running = start_with(limits).await;
+        let took = closed_after(running.addr, Duration::from_secs(10)).await;
+        assert!(took >= Duration::from_millis(900), "closed too early: {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_with_nothing_moving_is_closed_at_the_idle_timeout() {
+        let limits =
+            HttpLimits { header_timeout: Duration::from_secs(60), idle_timeout: Duration::from_secs(1), ..LIMITS };
+        let running = start_with(limits).await;
+        let took = closed_after(running.addr, Duration::from_secs(10)).await;
+        assert!(took >= Duration::from_millis(900), "closed too early: {took:?}");
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_cap_wait_and_are_served_when_a_slot_frees() {
+        let limits = HttpLimits { header_timeout: Duration::from_secs(1), max_connections: 2, ..LIMITS };
+        let running = start_with(limits).await;
+        running.metrics.record_scan(Duration::from_millis(20), now(), true);
+        let mut idle = Vec::new();
+        for _ in 0..5 {
+            idle.push(tokio::net::TcpStream::connect(running.addr).await.unwrap());
+        }
+        // Queued behind five silent connections, two slots, one-second header timeout.
+        let (code, _, _) = tokio::time::timeout(Duration::from_secs(10), get(running.addr, "/healthz")).await.unwrap();
+        assert_eq!(code, 200);
+        running.stop.send(()).unwrap();
+        let finished = tokio::time::timeout(Duration::from_secs(5), running.server).await;
+        assert!(matches!(finished, Ok(Ok(Ok(())))), "{finished:?}");
     }
 }

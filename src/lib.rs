@@ -24,6 +24,7 @@ pub mod outbox;
 pub mod parallel;
 pub mod planner;
 pub mod policy;
+pub mod preflight;
 pub mod render;
 pub mod reports;
 pub mod scheduler;

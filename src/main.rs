@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use nhacviec::cli::{run, Cli};
-use nhacviec::config::Config;
+use nhacviec::config::{Config, ConfigError};
 use std::process::ExitCode;
 
 /// mimalloc rather than glibc's malloc: rendering runs on every core, and glibc kept an arena
@@ -58,7 +58,13 @@ fn main() -> ExitCode {
         Err(e) => {
             let reason = format!("{e:#}");
             eprintln!("error: {}", reason.trim_end());
-            ExitCode::FAILURE
+            // A configuration problem found only once running (a credential file, a schedule
+            // that never fires) is as final as one found at load: the same 78.
+            if e.chain().any(|cause| cause.is::<ConfigError>()) {
+                ExitCode::from(78)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

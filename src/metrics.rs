@@ -2,6 +2,8 @@
 //! outcomes from delivery) plus a snapshot of the outbox read from the store at scrape time,
 //! rendered as Prometheus text (exposition format 0.0.4) for `/metrics`. Counters only grow
 //! for the life of the process; the outbox numbers are gauges read fresh on every scrape.
+//! It also holds the two states `/healthz` reports besides the database: why the last scan
+//! failed, and why delivery is blocked, each until it clears.
 
 use crate::store::OutboxCounts;
 use std::collections::BTreeMap;
@@ -12,8 +14,9 @@ use std::time::Duration;
 
 /// Kinds of message, for [`Metrics::declare_channel`].
 pub const KINDS: [&str; 3] = ["reminder", "digest", "report"];
-/// What became of a message, for [`Metrics::declare_channel`].
-pub const OUTCOMES: [&str; 4] = ["sent", "retry", "dead", "superseded"];
+/// What became of a message, for [`Metrics::declare_channel`]. `server_error`: the server
+/// was unreachable or misconfigured (TLS, AUTH), which is not the recipient's fault.
+pub const OUTCOMES: [&str; 5] = ["sent", "retry", "dead", "superseded", "server_error"];
 
 /// Statuses a notice can have in the store; reported as 0 when none are in that state so a
 /// series does not vanish from Prometheus when its count drops to zero.
@@ -64,7 +67,14 @@ pub struct Metrics {
     /// Unix seconds of the last successful scan; meaningful once `succeeded` is set.
     last_success: AtomicI64,
     succeeded: AtomicBool,
+    /// Why the last scan failed; `None` once one succeeds.
+    scan_failure: Mutex<Option<String>>,
+    /// Why delivery is paused as a whole (the server unreachable or misconfigured).
+    delivery_blocked: Mutex<Option<String>>,
 }
+
+/// The reason a failed scan shows when nothing named it.
+const UNNAMED_SCAN_FAILURE: &str = "the last scan failed";
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -72,7 +82,7 @@ impl Metrics {
     }
 
     /// Counts one message finished by delivery. `kind` is reminder | digest | report;
-    /// `outcome` is sent | retry | dead | superseded.
+    /// `outcome` is sent | retry | dead | superseded | server_error.
     pub fn record_message(&self, kind: &str, channel: &str, outcome: &str) {
         let mut messages = self.messages.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *messages.entry((kind.to_string(), channel.to_string(), outcome.to_string())).or_insert(0) += 1;
@@ -89,17 +99,44 @@ impl Metrics {
         }
     }
 
-    /// Records a finished scan: its duration, and when `ok`, the wall-clock time it ended.
+    /// Records a finished scan: its duration, and when `ok`, the wall-clock time it ended
+    /// (which also clears the failure). A failed scan counts as failed until one succeeds;
+    /// name why with [`Metrics::set_scan_failed`] (before this call, so no reader sees the
+    /// failure unnamed).
     pub fn record_scan(&self, duration: Duration, finished_unix: i64, ok: bool) {
         self.last_scan_seconds.store(duration.as_secs_f64().to_bits(), Ordering::Relaxed);
         self.scanned.store(true, Ordering::Release);
+        let mut failure = lock(&self.scan_failure);
         if ok {
             self.scans_ok.fetch_add(1, Ordering::Relaxed);
             self.last_success.store(finished_unix, Ordering::Relaxed);
             self.succeeded.store(true, Ordering::Release);
+            *failure = None;
         } else {
             self.scans_error.fetch_add(1, Ordering::Relaxed);
+            failure.get_or_insert_with(|| UNNAMED_SCAN_FAILURE.to_string());
         }
+    }
+
+    /// Why the last scan failed (`Some`), or that it did not (`None`).
+    pub fn set_scan_failed(&self, reason: Option<String>) {
+        *lock(&self.scan_failure) = reason;
+    }
+
+    /// Why the last scan failed, if it did.
+    pub fn scan_failed(&self) -> Option<String> {
+        lock(&self.scan_failure).clone()
+    }
+
+    /// Delivery paused as a whole, and why (the SMTP server unreachable, TLS or AUTH
+    /// refused …), or resumed (`None`). /healthz answers 503 with the reason meanwhile.
+    pub fn set_delivery_blocked(&self, reason: Option<String>) {
+        *lock(&self.delivery_blocked) = reason;
+    }
+
+    /// Why delivery is paused, if it is.
+    pub fn delivery_blocked(&self) -> Option<String> {
+        lock(&self.delivery_blocked).clone()
     }
 
     /// Unix seconds when the last successful scan ended, if one has.
@@ -125,7 +162,7 @@ impl Metrics {
             &mut out,
             "nhacviec_messages_total",
             "counter",
-            "Messages finished by delivery, by kind (reminder, digest, report), channel and outcome (sent, retry, dead, superseded).",
+            "Messages finished by delivery, by kind (reminder, digest, report), channel and outcome (sent, retry, dead, superseded, server_error: the server was unreachable or misconfigured).",
         );
         {
             let messages = self.messages.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -192,8 +229,22 @@ impl Metrics {
             sample(&mut out, "nhacviec_last_successful_scan_timestamp_seconds", &[], at);
         }
 
+        family(
+            &mut out,
+            "nhacviec_delivery_blocked",
+            "gauge",
+            "1 while delivery is paused because the server is unreachable or misconfigured (the reason is on /healthz), else 0.",
+        );
+        sample(&mut out, "nhacviec_delivery_blocked", &[], u8::from(self.delivery_blocked().is_some()));
+
         out
     }
+}
+
+/// A poisoned lock still holds a usable value here: an `Option<String>` cannot be left
+/// half-written.
+fn lock(mutex: &Mutex<Option<String>>) -> std::sync::MutexGuard<'_, Option<String>> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -258,7 +309,7 @@ mod tests {
         metrics.record_scan(Duration::from_millis(1500), 1_662_340_500, false);
 
         let expected = "\
-# HELP nhacviec_messages_total Messages finished by delivery, by kind (reminder, digest, report), channel and outcome (sent, retry, dead, superseded).
+# HELP nhacviec_messages_total Messages finished by delivery, by kind (reminder, digest, report), channel and outcome (sent, retry, dead, superseded, server_error: the server was unreachable or misconfigured).
 # TYPE nhacviec_messages_total counter
 nhacviec_messages_total{kind=\"digest\",channel=\"email\",outcome=\"retry\"} 1
 nhacviec_messages_total{kind=\"reminder\",channel=\"email\",outcome=\"sent\"} 2
@@ -286,6 +337,9 @@ nhacviec_scans_total{result=\"error\"} 1
 # HELP nhacviec_last_successful_scan_timestamp_seconds Unix time when the last successful scan ended; absent until one has.
 # TYPE nhacviec_last_successful_scan_timestamp_seconds gauge
 nhacviec_last_successful_scan_timestamp_seconds 1662339600
+# HELP nhacviec_delivery_blocked 1 while delivery is paused because the server is unreachable or misconfigured (the reason is on /healthz), else 0.
+# TYPE nhacviec_delivery_blocked gauge
+nhacviec_delivery_blocked 0
 ";
         assert_eq!(metrics.render(&snapshot()), expected);
     }
@@ -370,5 +424,42 @@ nhacviec_last_successful_scan_timestamp_seconds 1662339600
             snapshot.messages,
             vec![("dead".to_string(), 2), ("queued".to_string(), 1), ("sent".to_string(), 0)]
         );
+    }
+
+    #[test]
+    fn a_failed_scan_is_remembered_until_one_succeeds() {
+        let metrics = Metrics::new();
+        assert_eq!(metrics.scan_failed(), None);
+        metrics.record_scan(Duration::from_secs(1), 100, false);
+        assert_eq!(metrics.scan_failed().as_deref(), Some("the last scan failed"));
+        metrics.set_scan_failed(Some("disk full".into()));
+        metrics.record_scan(Duration::from_secs(1), 200, false);
+        assert_eq!(metrics.scan_failed().as_deref(), Some("disk full"));
+        metrics.record_scan(Duration::from_secs(1), 300, true);
+        assert_eq!(metrics.scan_failed(), None);
+    }
+
+    #[test]
+    fn blocked_delivery_shows_as_a_gauge_until_it_clears() {
+        let metrics = Metrics::new();
+        assert!(metrics.render_without_outbox().contains("\nnhacviec_delivery_blocked 0\n"));
+        metrics.set_delivery_blocked(Some("smtp.example:587: TLS handshake failed".into()));
+        assert_eq!(metrics.delivery_blocked().as_deref(), Some("smtp.example:587: TLS handshake failed"));
+        assert!(metrics.render_without_outbox().contains("\nnhacviec_delivery_blocked 1\n"));
+        metrics.set_delivery_blocked(None);
+        assert_eq!(metrics.delivery_blocked(), None);
+        assert!(metrics.render_without_outbox().contains("\nnhacviec_delivery_blocked 0\n"));
+    }
+
+    #[test]
+    fn a_declared_channel_exports_server_errors_at_zero() {
+        let metrics = Metrics::new();
+        metrics.declare_channel("email");
+        let text = metrics.render_without_outbox();
+        for kind in KINDS {
+            let line =
+                format!("nhacviec_messages_total{{kind=\"{kind}\",channel=\"email\",outcome=\"server_error\"}} 0\n");
+            assert!(text.contains(&line), "{line} missing from:\n{text}");
+        }
     }
 }

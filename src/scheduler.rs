@@ -4,12 +4,15 @@
 //! systemd the truth: READY=1 after validation and migrations, STATUS= after each scan,
 //! WATCHDOG=1 at half the watchdog period — withheld once a scan overruns its bound, so a
 //! stuck scan gets the service restarted — and STOPPING=1. SIGTERM/SIGINT stop claiming,
-//! let in-flight sends finish (within a bound), give back leases, and exit 0.
+//! let in-flight sends finish (within a bound), give back leases, and exit 0. Before any of
+//! that, [`preflight`] checks what the configuration refers to, as `check-config` does, and
+//! the daemon delivers through the very outlets it built.
 
 use crate::app::{App, TickReport};
 use crate::config::{Backend, Config};
-use crate::http::{serve, HttpState};
+use crate::http::{serve, HttpLimits, HttpState};
 use crate::notify::Notifier;
+use crate::preflight::preflight;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -27,11 +30,17 @@ type Scan<'a> = Pin<Box<dyn Future<Output = anyhow::Result<TickReport>> + 'a>>;
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
+    // First, so a configuration that cannot work exits 78 before it takes the lock, waits
+    // for a database or tells systemd it is ready.
+    let checked = preflight(&config, Utc::now())?;
+    for warning in &checked.warnings {
+        tracing::warn!(key = warning.key, "{warning}");
+    }
+    let outlets = checked.outlets;
     let _lock = lock_sqlite_database(&config)?;
     let Some(app) = open_patiently(config.clone()).await? else {
         return Ok(());
     };
-    let outlets = app.outlets()?;
     let notifier = Notifier::from_env();
     let schedule = &config.raw.schedule;
     let scan_bound = Duration::from_secs(schedule.max_scan_seconds);
@@ -47,12 +56,13 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
                 metrics: app.metrics.clone(),
                 stale_after: stale_after(&config, scan_bound),
             };
+            let limits = HttpLimits::from_config(&config.raw.http);
             let mut stopped = http_stopped.clone();
             Some(tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                if let Err(e) = serve(listener, state, shutdown).await {
+                if let Err(e) = serve(listener, state, limits, shutdown).await {
                     tracing::error!(error = %e, "health/metrics endpoint stopped");
                 }
             }))
@@ -163,8 +173,12 @@ fn now(config: &Config) -> DateTime<Tz> {
 }
 
 async fn finish_scan(app: &App, notifier: &Notifier, result: anyhow::Result<TickReport>, took: Duration) {
-    let ok = result.is_ok();
-    app.metrics.record_scan(took, Utc::now().timestamp(), ok);
+    if let Err(e) = &result {
+        // /healthz shows this until a scan succeeds again: a recent success says nothing
+        // about a disk that has filled since.
+        app.metrics.set_scan_failed(Some(format!("{e:#}").replace('\n', " ")));
+    }
+    app.metrics.record_scan(took, Utc::now().timestamp(), result.is_ok());
     let backlog = app.store.backlog().await.ok();
     let next = app
         .config

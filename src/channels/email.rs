@@ -4,7 +4,7 @@
 
 use super::smtp_pool::{Security, SmtpPool};
 use super::DeliveryError;
-use crate::config::{Config, MailTransport, TlsMode};
+use crate::config::{Config, ConfigError, MailTransport, TlsMode};
 use chrono::{DateTime, Utc};
 use lettre::address::Envelope;
 use lettre::message::header::{ContentType, Date, MessageId};
@@ -14,18 +14,6 @@ use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::{Address, Message};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-
-#[derive(Debug, thiserror::Error)]
-pub enum EmailSetupError {
-    #[error("mail.smtp.password_file {path}: {source}")]
-    Password { path: String, source: std::io::Error },
-    #[error("mail.smtp.ca_file {path}: {reason}")]
-    Ca { path: String, reason: String },
-    #[error("mail.smtp: {0}")]
-    Smtp(String),
-    #[error("mail.file_dir {path}: {source}")]
-    FileDir { path: String, source: std::io::Error },
-}
 
 /// The pieces of one email before it becomes bytes.
 pub struct Draft<'a> {
@@ -137,13 +125,15 @@ pub struct EmailChannel {
 }
 
 impl EmailChannel {
-    pub fn from_config(config: &Config) -> Result<EmailChannel, EmailSetupError> {
+    /// Every way this can fail is the configuration's (a credential file, the CA file, the
+    /// file transport's directory), so the error is a [`ConfigError`] naming the key.
+    pub fn from_config(config: &Config) -> Result<EmailChannel, ConfigError> {
         let timeout = Duration::from_secs(config.raw.mail.smtp.timeout_seconds);
         let transport = match config.transport {
             MailTransport::File => {
                 let dir = PathBuf::from(&config.raw.mail.file_dir);
                 std::fs::create_dir_all(&dir)
-                    .map_err(|source| EmailSetupError::FileDir { path: dir.display().to_string(), source })?;
+                    .map_err(|e| ConfigError::key("mail.file_dir", format!("{}: cannot create: {e}", dir.display())))?;
                 Transport::File(dir)
             }
             MailTransport::Smtp => Transport::Pooled(SmtpPool::from_config(config)?),
@@ -198,35 +188,46 @@ async fn write_eml(dir: &Path, message_id: &str, raw: &str) -> Result<(), Delive
 }
 
 /// TLS settings for the server (with the extra CA, if configured); `None` without TLS.
-fn tls_parameters(config: &Config) -> Result<Option<TlsParameters>, EmailSetupError> {
+fn tls_parameters(config: &Config) -> Result<Option<TlsParameters>, ConfigError> {
     let smtp = &config.raw.mail.smtp;
     if config.tls == TlsMode::None {
         return Ok(None);
     }
     let mut params = TlsParameters::builder(smtp.host.clone());
+    let ca_error = |reason: String| ConfigError::key("mail.smtp.ca_file", format!("{}: {reason}", smtp.ca_file));
     if !smtp.ca_file.is_empty() {
-        let ca_error = |reason: String| EmailSetupError::Ca { path: smtp.ca_file.clone(), reason };
-        let pem = std::fs::read(&smtp.ca_file).map_err(|e| ca_error(e.to_string()))?;
-        let cert = Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
+        let pem = std::fs::read(&smtp.ca_file).map_err(|e| ca_error(format!("cannot read: {e}")))?;
+        // lettre takes a file without any PEM block as zero certificates, silently.
+        if !pem.windows(PEM_CERTIFICATE.len()).any(|w| w == PEM_CERTIFICATE) {
+            return Err(ca_error("holds no PEM certificate".into()));
+        }
+        let cert = Certificate::from_pem(&pem).map_err(|e| ca_error(format!("not a PEM certificate: {e}")))?;
         params = params.add_root_certificate(cert);
     }
-    params.build_rustls().map(Some).map_err(|e| EmailSetupError::Smtp(e.to_string()))
+    // The certificates' DER is parsed only here, so with a CA file that is what failed.
+    params.build_rustls().map(Some).map_err(|e| {
+        if smtp.ca_file.is_empty() {
+            ConfigError::key("mail.smtp", format!("cannot set up TLS for {}: {e}", smtp.host))
+        } else {
+            ca_error(format!("not a usable certificate: {e}"))
+        }
+    })
 }
 
+const PEM_CERTIFICATE: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
 /// AUTH credentials, the password read from its file; `None` without a user name.
-fn credentials(config: &Config) -> Result<Option<Credentials>, EmailSetupError> {
+fn credentials(config: &Config) -> Result<Option<Credentials>, ConfigError> {
     let smtp = &config.raw.mail.smtp;
     if smtp.username.is_empty() {
         return Ok(None);
     }
-    let path = resolve_credential(&smtp.password_file);
-    let password = std::fs::read_to_string(&path)
-        .map_err(|source| EmailSetupError::Password { path: path.display().to_string(), source })?;
-    Ok(Some(Credentials::new(smtp.username.clone(), password.trim_end_matches(['\r', '\n']).to_string())))
+    let password = read_credential("mail.smtp.password_file", &smtp.password_file)?;
+    Ok(Some(Credentials::new(smtp.username.clone(), password)))
 }
 
 impl SmtpPool {
-    fn from_config(config: &Config) -> Result<SmtpPool, EmailSetupError> {
+    fn from_config(config: &Config) -> Result<SmtpPool, ConfigError> {
         let smtp = &config.raw.mail.smtp;
         let security = match (config.tls, tls_parameters(config)?) {
             (TlsMode::Tls, Some(params)) => Security::Tls(params),
@@ -242,6 +243,21 @@ impl SmtpPool {
             Duration::from_secs(smtp.timeout_seconds),
         ))
     }
+}
+
+/// The secret in credential file `name` (see [`resolve_credential`]) for configuration key
+/// `key`, without the trailing newline editors add. A file that cannot be read, or is empty,
+/// is the configuration's fault: the error names the key and the path, and the OS reason
+/// once.
+pub fn read_credential(key: &str, name: &str) -> Result<String, ConfigError> {
+    let path = resolve_credential(name);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConfigError::key(key, format!("{}: cannot read: {e}", path.display())))?;
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        return Err(ConfigError::key(key, format!("{}: the file is empty", path.display())));
+    }
+    Ok(secret.to_string())
 }
 
 /// A bare file name is looked up in systemd's `$CREDENTIALS_DIRECTORY` (LoadCredential=).
