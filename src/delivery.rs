@@ -262,7 +262,10 @@ impl Deliverer<'_> {
         let built = map_in_parallel(&groups, |((recipient, channel, _), group)| {
             let keys: Vec<String> = group.iter().map(|n| n.key.clone()).collect();
             let Some(person) = snapshot.people.get(recipient) else {
-                return Err(keys.into_iter().map(|k| (k, "recipient no longer active".to_string())).collect::<Vec<_>>());
+                return Err(keys
+                    .into_iter()
+                    .map(|k| (k, "recipient no longer active".to_string()))
+                    .collect::<Vec<_>>());
             };
             let input = ReminderInput { agency, today, recipient: person, notices: group, directives, snapshot };
             let channel_kind = match channel.parse::<Channel>() {

@@ -334,15 +334,15 @@ fn verdict(db: DbCheck, work: &Work, now_unix: i64, stale_after: Duration) -> Re
         DbCheck::Failed => return Err("database unreachable: it did not answer SELECT 1".into()),
         DbCheck::TimedOut => return Err(format!("database did not answer within {} s", DB_TIMEOUT.as_secs())),
     }
+    // A recent success says nothing about a disk that filled since: the latest scan counts.
+    if let Some(reason) = &work.scan_failed {
+        return Err(format!("last scan failed: {reason}"));
+    }
     let Some(at) = work.last_success else {
         // Right after start-up too: until one scan has gone through, nothing shows the
         // daemon can actually plan and deliver.
         return Err("no successful scan yet".into());
     };
-    // A recent success says nothing about a disk that filled since: the latest scan counts.
-    if let Some(reason) = &work.scan_failed {
-        return Err(format!("last scan failed: {reason}"));
-    }
     if let Some(reason) = &work.delivery_blocked {
         return Err(format!("delivery blocked: {reason}"));
     }

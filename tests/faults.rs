@@ -163,7 +163,8 @@ impl TinyDisk {
     fn mount(dir: &Path, size: &str) -> TinyDisk {
         let path = dir.join("tiny");
         std::fs::create_dir_all(&path).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&path).output();
+        let out =
+            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&path).output();
         let out = out.expect("mount(8)");
         assert!(
             out.status.success(),
@@ -244,7 +245,8 @@ async fn a_send_whose_outcome_meets_a_full_disk_is_recorded_once_space_returns_n
     assert!(status.success(), "the outcome waited for the disk and was recorded");
 
     nv.ok(&["tick", "--at", "2022-09-05T10:00:00+07:00"]);
-    let to_lien = peer.log().iter().filter(|e| e["event"] == "accepted" && e["rcpt_tos"][0] == "slow3@example.gov.vn").count();
+    let to_lien =
+        peer.log().iter().filter(|e| e["event"] == "accepted" && e["rcpt_tos"][0] == "slow3@example.gov.vn").count();
     assert_eq!(to_lien, 1, "sent once");
     let recorded = recorded_messages(&db).await;
     assert!(recorded.iter().all(|(_, _, status, _)| status == "sent"), "{recorded:?}");
@@ -283,4 +285,66 @@ async fn a_file_that_is_not_a_nhacviec_database_is_refused_at_once_by_name() {
         assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     }
     assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0, "the empty file is left as it was");
+}
+
+#[tokio::test]
+async fn a_daemon_whose_disk_fills_answers_503_while_scans_fail_and_recovers_without_sending_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = TinyDisk::mount(dir.path(), "4m");
+    let db = format!("sqlite://{}", disk.path.join("nhacviec.db").display());
+    let mail = dir.path().join("mail");
+    let port = support::free_port();
+    let mut nv = Nhacviec::new(&db, dir.path())
+        .with("NHACVIEC__MAIL__TRANSPORT", "file")
+        .with("NHACVIEC__MAIL__FILE_DIR", mail.to_str().unwrap())
+        .with("NHACVIEC__SCHEDULE__SCAN", "*/1 * * * * *")
+        .with("NHACVIEC__HTTP__LISTEN", &format!("127.0.0.1:{port}"))
+        .with("NHACVIEC__REPORTS__WEEKLY", "")
+        .with("NHACVIEC__REPORTS__MONTHLY", "false");
+    for (k, v) in support::any_hour() {
+        nv.set(&k, &v);
+    }
+    // Held open, as a running service's own connections would be: SQLite's shared-memory
+    // file stays, so the daemon can open the database on the full disk (a process starting
+    // afresh there cannot create it, and exits saying so).
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    nv.ok(&["migrate"]);
+    let mut keeper = sqlx::AnyConnection::connect(&format!("{db}?mode=rw")).await.unwrap();
+    sqlx::query("SELECT COUNT(*) FROM sqlite_master").execute(&mut keeper).await.unwrap();
+    nv.import_json("agency.json", &agency());
+    let filler = disk.fill();
+
+    let log = dir.path().join("daemon.log");
+    let mut daemon = nv
+        .command(&["run"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let healthz = |code: u16| support::http_get(port, "/healthz").is_some_and(|(status, _)| status == code);
+    support::wait_for("/healthz 503 while scans fail", Duration::from_secs(30), || healthz(503));
+    let (_, reason) = support::http_get(port, "/healthz").unwrap();
+    assert!(reason.contains("last scan failed"), "{reason}");
+    // Several scans fail on the full disk before space returns.
+    support::wait_for("three failed scans", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).unwrap_or_default().matches("scan failed").count() >= 3
+    });
+    std::fs::remove_file(filler).unwrap();
+    support::wait_for("/healthz 200 after space returns", Duration::from_secs(30), || healthz(200));
+    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    assert!(daemon.wait().unwrap().success());
+    keeper.close().await.unwrap();
+
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("transaction depth"), "a connection whose commit failed was reused:\n{logged}");
+    assert!(logged.contains("disk is full") || logged.contains("disk I/O"), "{logged}");
+    let sent = std::fs::read_dir(&mail)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "eml"))
+        .count();
+    let recorded = recorded_messages(&db).await;
+    assert!(!recorded.is_empty());
+    assert_eq!(sent, recorded.len(), "every message written once: {recorded:?}");
+    assert!(recorded.iter().all(|(_, _, status, _)| status == "sent"), "{recorded:?}");
 }

@@ -67,10 +67,8 @@ pub fn header_text(text: &str) -> String {
 }
 
 fn compose_checked(draft: Draft<'_>) -> Result<String, BuildError> {
-    let address: Address = draft
-        .to_address
-        .parse()
-        .map_err(|e| BuildError(format!("invalid address {:?}: {e}", draft.to_address)))?;
+    let address: Address =
+        draft.to_address.parse().map_err(|e| BuildError(format!("invalid address {:?}: {e}", draft.to_address)))?;
     let to = Mailbox::new(Some(header_text(draft.to_name)), address);
     let message = Message::builder()
         .from(draft.from.clone())
@@ -322,4 +320,3 @@ mod tests {
         assert_eq!(crlf("đã đúng\r\n".into()), "đã đúng\r\n");
     }
 }
-

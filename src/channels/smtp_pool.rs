@@ -181,11 +181,12 @@ fn classify(step: Step, e: &lettre::transport::smtp::Error) -> DeliveryError {
     let text = e.to_string();
     match step {
         _ if e.is_transient() => DeliveryError::Transient(text),
-        Step::MailFrom if e.is_permanent() => DeliveryError::Unavailable(format!("the server refused our sender: {text}")),
+        Step::MailFrom if e.is_permanent() => {
+            DeliveryError::Unavailable(format!("the server refused our sender: {text}"))
+        }
         Step::RcptTo | Step::Data if e.is_permanent() => DeliveryError::Permanent(text),
         // lettre refusing on its own, before the server said anything of this recipient.
         _ if e.is_client() => DeliveryError::Unavailable(text),
         _ => DeliveryError::Transient(text),
     }
 }
-

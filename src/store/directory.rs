@@ -58,13 +58,7 @@ fn bind<'q>(query: Query<'q, Any, AnyArguments<'q>>, value: Value) -> Query<'q, 
 const IMPORT_CACHE_KIB: u32 = 65_536;
 const DEFAULT_CACHE_KIB: u32 = 2_000;
 
-async fn upsert(
-    tx: &mut Tx,
-    backend: Backend,
-    table: &str,
-    columns: &[&str],
-    rows: Vec<Vec<Value>>,
-) -> Result<()> {
+async fn upsert(tx: &mut Tx, backend: Backend, table: &str, columns: &[&str], rows: Vec<Vec<Value>>) -> Result<()> {
     let updates: Vec<String> = columns[1..].iter().map(|c| format!("{c} = excluded.{c}")).collect();
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {

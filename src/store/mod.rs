@@ -16,8 +16,8 @@ pub use tx::Tx;
 pub use directory::{ImportCounts, Importer, PlanningWindow};
 pub(crate) use outbox::claim_order;
 pub use outbox::{
-    pack, ClaimedMessage, DeadCause, DeadLetter, MessageOutcome, NewMessage, NoticeClaim, NoticeRow, OutboxCounts, QueuedNotice,
-    StatusReport,
+    pack, ClaimedMessage, DeadCause, DeadLetter, MessageOutcome, NewMessage, NoticeClaim, NoticeRow, OutboxCounts,
+    QueuedNotice, StatusReport,
 };
 
 use crate::config::{backend_of, Backend};
@@ -31,7 +31,9 @@ pub enum StoreError {
     #[error("database: {0}")]
     Db(sqlx::Error),
     /// SQLite could not grow the file (SQLITE_FULL): the transaction was rolled back whole.
-    #[error("database: the disk is full (nothing of this step was recorded; it is tried again once space returns): {0}")]
+    #[error(
+        "database: the disk is full (nothing of this step was recorded; it is tried again once space returns): {0}"
+    )]
     DiskFull(sqlx::Error),
     /// The file or its folder cannot be written (SQLITE_READONLY).
     #[error("database: the database is read-only (check the file's and its folder's permissions and mount): {0}")]
@@ -211,11 +213,16 @@ async fn check_sqlite_file(url: &str, options: &AnyConnectOptions) -> Result<()>
     if header.as_slice() != SQLITE_HEADER {
         return Err(not_ours("is not a SQLite database file".into()));
     }
-    let mut conn = options.connect().await.map_err(|e| not_ours(e.to_string()))?;
+    // Only a damaged file is "not ours"; a full disk or a read-only folder says so itself.
+    let ours_or = |e: sqlx::Error| match StoreError::from(e) {
+        StoreError::Malformed(why) => not_ours(format!("malformed: {why}")),
+        other => other,
+    };
+    let mut conn = options.connect().await.map_err(ours_or)?;
     let tables: Vec<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
         .fetch_all(&mut conn)
         .await
-        .map_err(|e| not_ours(format!("malformed: {e}")))?;
+        .map_err(ours_or)?;
     let _ = sqlx::Connection::close(conn).await;
     let ours = tables.iter().any(|(name,)| name == "_sqlx_migrations" || name == "notices");
     if !tables.is_empty() && !ours {

@@ -802,12 +802,7 @@ impl<'n> NoticeRow<'n> {
 
 /// Inserts notices by key (one already there is left alone) in multi-row statements; returns how
 /// many were new.
-async fn insert_notices(
-    tx: &mut Tx,
-    backend: Backend,
-    rows: &[NoticeRow<'_>],
-    now: i64,
-) -> Result<u64> {
+async fn insert_notices(tx: &mut Tx, backend: Backend, rows: &[NoticeRow<'_>], now: i64) -> Result<u64> {
     const COLUMNS: usize = 15;
     // Up to 500 rows a statement: a delivery batch (~500 notices) is one statement or two.
     // Fixed chunks of 100 kept prepared measured no faster on SQLite; on PostgreSQL they made
@@ -895,13 +890,7 @@ async fn update_notices(
 }
 
 /// Records one outcome inside `tx`, if `owner` still holds the message's lease.
-async fn finish_in(
-    tx: &mut Tx,
-    id: &str,
-    owner: &str,
-    outcome: &MessageOutcome,
-    now: i64,
-) -> Result<bool> {
+async fn finish_in(tx: &mut Tx, id: &str, owner: &str, outcome: &MessageOutcome, now: i64) -> Result<bool> {
     let (status, next_at, error, kind, attempted) = match outcome {
         MessageOutcome::Sent => ("sent", None, None, None, 1_i64),
         MessageOutcome::Retry { next_attempt_at, error } => {
