@@ -461,7 +461,7 @@ mod tests {
 
         running.metrics.record_scan(Duration::from_millis(20), now(), false);
         let (code, _, body) = get(running.addr, "/healthz").await;
-        assert_eq!((code, body.as_str()), (503, "no successful scan yet\n"));
+        assert_eq!((code, body.as_str()), (503, "last scan failed: the last scan failed\n"));
 
         running.metrics.record_scan(Duration::from_millis(20), now(), true);
         let (code, content_type, body) = get(running.addr, "/healthz").await;

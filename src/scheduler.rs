@@ -30,6 +30,9 @@ type Scan<'a> = Pin<Box<dyn Future<Output = anyhow::Result<TickReport>> + 'a>>;
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
+    // Before anything else: a SIGTERM that arrives while the daemon is still starting must
+    // stop it cleanly (exit 0), not kill it by the default action.
+    let mut signals = Signals::install().context("cannot install the SIGTERM/SIGINT handlers")?;
     // First, so a configuration that cannot work exits 78 before it takes the lock, waits
     // for a database or tells systemd it is ready.
     let checked = preflight(&config, Utc::now())?;
@@ -38,7 +41,7 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     }
     let outlets = checked.outlets;
     let _lock = lock_sqlite_database(&config)?;
-    let Some(app) = open_patiently(config.clone()).await? else {
+    let Some(app) = open_patiently(config.clone(), &mut signals).await? else {
         return Ok(());
     };
     let notifier = Notifier::from_env();
@@ -84,8 +87,6 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     scheduler.start().await.context("cannot start the scheduler")?;
 
     let stopping = Arc::new(AtomicBool::new(false));
-    let signal = tokio::spawn(wait_for_signal());
-    tokio::pin!(signal);
     notifier.ready();
     notifier.status("starting the first scan");
     tracing::info!(scan = %schedule.scan, owner = %app.owner, "nhacviec running");
@@ -114,7 +115,7 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
                 if got.is_none() { break; }
                 scan = Some((tick_once(now(&config)), Instant::now()));
             }
-            _ = &mut signal => break,
+            () = signals.recv() => break,
         }
     }
 
@@ -149,10 +150,8 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
 
 /// Opens the store, waiting out a PostgreSQL server that is not there yet (a restart, a failover)
 /// with backoff instead of exiting into a restart loop. `None` when a signal came first.
-async fn open_patiently(config: Arc<Config>) -> anyhow::Result<Option<App>> {
+async fn open_patiently(config: Arc<Config>, signals: &mut Signals) -> anyhow::Result<Option<App>> {
     let mut wait = Duration::from_secs(1);
-    let signal = wait_for_signal();
-    tokio::pin!(signal);
     loop {
         match App::open(config.clone()).await {
             Ok(app) => return Ok(Some(app)),
@@ -162,7 +161,7 @@ async fn open_patiently(config: Arc<Config>) -> anyhow::Result<Option<App>> {
         }
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = &mut signal => return Ok(None),
+            () = signals.recv() => return Ok(None),
         }
         wait = (wait * 2).min(Duration::from_secs(30));
     }
@@ -251,17 +250,23 @@ fn lock_sqlite_database(config: &Config) -> anyhow::Result<Option<File>> {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    /// Waits for the next one (cancel-safe: a signal is never lost between two waits).
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
         }
     }
 }

@@ -111,7 +111,7 @@ fn crlf(body: String) -> String {
 enum Transport {
     /// Our own small pool of lettre connections (plain, STARTTLS or implicit TLS), which
     /// knows at which step of the dialogue a failure came (see [`SmtpPool`]).
-    Pooled(SmtpPool),
+    Pooled(Box<SmtpPool>),
     File(PathBuf),
 }
 
@@ -134,7 +134,7 @@ impl EmailChannel {
                     .map_err(|e| ConfigError::key("mail.file_dir", format!("{}: cannot create: {e}", dir.display())))?;
                 Transport::File(dir)
             }
-            MailTransport::Smtp => Transport::Pooled(SmtpPool::from_config(config)?),
+            MailTransport::Smtp => Transport::Pooled(Box::new(SmtpPool::from_config(config)?)),
         };
         Ok(EmailChannel { from: config.from.clone(), transport, timeout })
     }
