@@ -3,18 +3,14 @@
 //! allows at `now`. The scheduler calls it with the wall clock; `tick --at` with any instant.
 
 use crate::calendar::Calendar;
-use crate::channels::email::read_credential;
-use crate::channels::telegram::TelegramChannel;
-use crate::channels::webhook::WebhookChannel;
-use crate::channels::EmailChannel;
-use crate::config::{redact_url, Config, ConfigError};
+pub use crate::channels::outlets_templates_dir as templates_dir;
+pub use crate::channels::Outlets;
+use crate::config::{redact_url, Config};
 use crate::delivery::{Deliverer, DeliveryStats, PlannedDelivery, UnrecordedOutcome};
-use crate::digest_render::DigestRenderer;
 use crate::domain::{Directive, Notice};
 use crate::metrics::Metrics;
 use crate::outbox::in_send_window;
 use crate::planner::{plan, Snapshot};
-use crate::render::Renderer;
 use crate::reports::{plan_reports, report_window};
 use crate::store::{PlanningWindow, Store};
 use anyhow::Context;
@@ -23,7 +19,6 @@ use chrono_tz::Tz;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 use std::time::Instant;
 
 /// What one tick did, for logs, `tick`'s summary and the daemon's status line.
@@ -39,15 +34,6 @@ pub struct TickReport {
     /// Channels whose server was unreachable or misconfigured in this round, with the reason:
     /// their messages wait for the next round.
     pub paused: std::collections::BTreeMap<String, String>,
-}
-
-/// What turns recorded notices into sent messages: the templates and the channels.
-pub struct Outlets {
-    pub renderer: Renderer,
-    pub digests: DigestRenderer,
-    pub email: EmailChannel,
-    pub telegram: Option<TelegramChannel>,
-    pub webhook: Option<WebhookChannel>,
 }
 
 pub struct App {
@@ -248,51 +234,6 @@ impl App {
     pub fn outlets(&self) -> anyhow::Result<Outlets> {
         Ok(Outlets::from_config(&self.config)?)
     }
-}
-
-/// Where administrators' template overrides live, if configured.
-pub fn templates_dir(config: &Config) -> Option<&Path> {
-    let dir = config.raw.mail.templates_dir.trim();
-    (!dir.is_empty()).then(|| Path::new(dir))
-}
-
-impl Outlets {
-    /// Loads the templates (built in, or overridden from `mail.templates_dir`), reads the
-    /// channels' credential files and sets the channels up. Needs no database, so
-    /// `check-config` builds exactly what `run` builds; whatever fails is the configuration's.
-    pub fn from_config(config: &Config) -> Result<Outlets, ConfigError> {
-        let dir = templates_dir(config);
-        let templates = |e: crate::render::RenderError| ConfigError::key("mail.templates_dir", e.to_string());
-        Ok(Outlets {
-            renderer: Renderer::new(dir).map_err(templates)?,
-            digests: DigestRenderer::new(dir, &config.raw.agency.name).map_err(templates)?,
-            email: EmailChannel::from_config(config)?,
-            telegram: telegram_channel(config)?,
-            webhook: webhook_channel(config)?,
-        })
-    }
-}
-
-fn telegram_channel(config: &Config) -> Result<Option<TelegramChannel>, ConfigError> {
-    let t = &config.raw.telegram;
-    if !t.enabled {
-        return Ok(None);
-    }
-    let token = read_credential("telegram.token_file", &t.token_file)?;
-    let channel = TelegramChannel::new(&t.api_url, &token, Duration::from_secs(t.timeout_seconds))
-        .map_err(|e| ConfigError::key("telegram.api_url", e))?;
-    Ok(Some(channel))
-}
-
-fn webhook_channel(config: &Config) -> Result<Option<WebhookChannel>, ConfigError> {
-    let w = &config.raw.webhook;
-    if !w.enabled {
-        return Ok(None);
-    }
-    let secret = read_credential("webhook.secret_file", &w.secret_file)?;
-    let channel = WebhookChannel::new(&w.url, secret.as_bytes(), Duration::from_secs(w.timeout_seconds))
-        .map_err(|e| ConfigError::key("webhook.url", e))?;
-    Ok(Some(channel))
 }
 
 fn hostname() -> String {

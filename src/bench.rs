@@ -7,13 +7,10 @@
 
 use crate::app::{App, Outlets, TickReport};
 use crate::calendar::Calendar;
-use crate::channels::EmailChannel;
 use crate::config::{Config, MailTransport};
 use crate::delivery::{Deliverer, DeliveryStats};
-use crate::digest_render::DigestRenderer;
 use crate::domain::{Directive, DirectiveKind, Person, Role, Status, Unit};
 use crate::planner::plan;
-use crate::render::Renderer;
 use crate::reports::plan_reports;
 use crate::time::parse_instant;
 use anyhow::{bail, Context};
@@ -597,15 +594,8 @@ fn deliverer<'a>(app: &'a App, outlets: &'a Outlets, stopping: &'a AtomicBool) -
 }
 
 /// Outlets as configured, but with the given transport settings.
-fn outlets_with(app: &App, config: &Config) -> anyhow::Result<Outlets> {
-    let dir = app.templates_dir();
-    Ok(Outlets {
-        renderer: Renderer::new(dir)?,
-        digests: DigestRenderer::new(dir, &config.raw.agency.name)?,
-        email: EmailChannel::from_config(config)?,
-        telegram: None,
-        webhook: None,
-    })
+fn outlets_with(_app: &App, config: &Config) -> anyhow::Result<Outlets> {
+    Ok(Outlets::from_config(config)?)
 }
 
 fn delivery_detail(stats: &DeliveryStats) -> String {

@@ -3,11 +3,9 @@
 
 use crate::app::App;
 use crate::config::Config;
-use crate::digest::iso_week;
 use crate::digest_render::DigestRenderer;
-use crate::domain::Notice;
+use crate::domain::{Notice, Stage};
 use crate::import::{read_files, KnownCodes};
-use crate::monthly::month_stage;
 use crate::planner::Snapshot;
 use crate::reports::{audience_of, render_report, ReportInput};
 use crate::time::parse_instant;
@@ -228,7 +226,7 @@ fn kind_label(n: &Notice) -> &'static str {
         (NoticeKind::ClosedIncomplete, _) => "kết thúc chưa hoàn thành",
         (NoticeKind::Unassigned, Ladder::MissingDueDate) => "chưa có hạn xử lý",
         (NoticeKind::Unassigned, _) => "chưa phân công",
-        (NoticeKind::Digest, Ladder::Report) => "báo cáo giao ban tháng",
+        (NoticeKind::Report, _) => "báo cáo giao ban tháng",
         (NoticeKind::Digest, _) => "báo cáo tuần",
         (NoticeKind::Bounce, _) => "thư bị trả lại",
     }
@@ -308,7 +306,7 @@ async fn preview(
     let person = snapshot.people.get(code).context("no such person")?;
     let today = now.date_naive();
     let directives = app.report_directives(today).await?;
-    let stage = if monthly { month_stage(today.year(), today.month()) } else { iso_week(today) };
+    let stage = if monthly { Stage::Month { year: today.year(), month: today.month() } } else { Stage::week_of(today) };
     let input = ReportInput {
         snapshot: &snapshot,
         directives: &directives,

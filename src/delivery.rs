@@ -9,21 +9,19 @@ pub use planned::PlannedDelivery;
 
 use crate::app::Outlets;
 use crate::calendar::Calendar;
-use crate::channels::email::{compose, Draft};
-use crate::channels::DeliveryError;
+use crate::channels::{Built, DeliveryError, Envelope, Stored};
 use crate::config::Config;
-use crate::domain::{Bounce, Channel, Directive, Notice, NoticeKind, Person, Status};
+use crate::domain::{Bounce, Channel, Directive, MessageKind, Notice, Person, Status, Superseded};
 use crate::metrics::Metrics;
 use crate::outbox::retry_delay;
 use crate::parallel::map_in_parallel;
 use crate::planner::{plan_bounces, plan_directive, Snapshot};
-use crate::render::{ReminderInput, Rendered};
+use crate::render::ReminderInput;
 use crate::reports::{audience_of, render_report, report_still_owed, report_window, ReportInput};
-use crate::store::{pack, ClaimedMessage, DeadCause, MessageOutcome, NewMessage, QueuedNotice, Store};
+use crate::store::{pack, ClaimedMessage, DeadCause, MessageOutcome, NewMessage, Store};
 use chrono::DateTime;
 use chrono_tz::Tz;
 use futures_util::stream::{self, StreamExt};
-use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -57,7 +55,7 @@ impl DeliveryStats {
 }
 
 /// The notices that become one message: (recipient, channel, slot) and the notices.
-type Group<'n> = ((String, String, usize), Vec<&'n QueuedNotice>);
+type Group<'n> = ((String, Channel, usize), Vec<&'n Notice>);
 
 /// Most outcomes recorded in one transaction.
 const OUTCOMES_PER_COMMIT: usize = 256;
@@ -163,8 +161,8 @@ impl Deliverer<'_> {
         if claim.notices.is_empty() {
             return Ok(Vec::new());
         }
-        let (reports, reminders): (Vec<&QueuedNotice>, Vec<&QueuedNotice>) =
-            claim.notices.iter().partition(|n| n.kind == NoticeKind::Digest.as_str());
+        let (reports, reminders): (Vec<&Notice>, Vec<&Notice>) =
+            claim.notices.iter().partition(|n| n.kind.message_kind() != MessageKind::Reminder);
         let started = Instant::now();
         let mut superseded = Vec::new();
         let mut messages = Vec::new();
@@ -181,11 +179,7 @@ impl Deliverer<'_> {
         phases.commit += started.elapsed();
         stats.superseded += superseded.len();
         stats.messages_created += messages.len();
-        for (key, reason) in &superseded {
-            let kind = if key.starts_with("digest:") { "digest" } else { "reminder" };
-            self.metrics.record_message(kind, "email", "superseded");
-            tracing::info!(key, reason, "notice superseded, not sent");
-        }
+        self.count_superseded(&superseded);
         Ok(self.sendable(messages, stats))
     }
 
@@ -196,9 +190,9 @@ impl Deliverer<'_> {
         snapshot: &Snapshot,
         calendar: &Calendar,
         now: DateTime<Tz>,
-        notices: &[&QueuedNotice],
+        notices: &[&Notice],
         messages: &mut Vec<NewMessage>,
-        superseded: &mut Vec<(String, String)>,
+        superseded: &mut Vec<Superseded>,
     ) -> Result<(), crate::store::StoreError> {
         let codes: Vec<String> =
             notices.iter().filter_map(|n| n.directive.clone()).collect::<HashSet<_>>().into_iter().collect();
@@ -211,17 +205,18 @@ impl Deliverer<'_> {
             plan_directive(snapshot, &self.config.raw.policy, calendar, today, directive, &mut out);
             owed.insert(code.as_str(), out);
         }
-        let bounces: HashSet<String> = plan_bounces(snapshot).iter().map(|n| base_key(&n.key).to_string()).collect();
+        let bounces: HashSet<String> =
+            plan_bounces(snapshot).iter().map(|n| n.key.without_channel().to_string()).collect();
         let mut kept = Vec::with_capacity(notices.len());
         for notice in notices {
             let verdict = match notice.directive.as_deref() {
                 Some(code) => still_owed(notice, directives.get(code), owed.get(code)),
-                None if bounces.contains(base_key(&notice.key)) => Ok(()),
+                None if bounces.contains(notice.key.without_channel()) => Ok(()),
                 None => Err("the address was corrected or the person left".into()),
             };
             match verdict {
                 Ok(()) => kept.push(*notice),
-                Err(reason) => superseded.push((notice.key.clone(), reason)),
+                Err(reason) => superseded.push(Superseded::of(notice, reason)),
             }
         }
         let by_code: HashMap<&str, &Directive> = directives.iter().map(|(code, d)| (code.as_str(), d)).collect();
@@ -239,20 +234,20 @@ impl Deliverer<'_> {
         &self,
         snapshot: &Snapshot,
         now: DateTime<Tz>,
-        notices: &[&QueuedNotice],
+        notices: &[&Notice],
         directives: &HashMap<&str, &Directive>,
-    ) -> (Vec<NewMessage>, Vec<(String, String)>) {
+    ) -> (Vec<NewMessage>, Vec<Superseded>) {
         let mut superseded = Vec::new();
-        let mut groups: BTreeMap<(String, String, usize), Vec<&QueuedNotice>> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, Channel, usize), Vec<&Notice>> = BTreeMap::new();
         for (i, notice) in notices.iter().enumerate() {
             if !snapshot.people.get(&notice.recipient).is_some_and(|p| p.active) {
-                superseded.push((notice.key.clone(), "recipient no longer active".into()));
+                superseded.push(Superseded::of(notice, "recipient no longer active"));
                 continue;
             }
-            // Webhook receivers get one request per notice, idempotent by its key.
-            let alone = !self.config.raw.delivery.group || notice.channel == Channel::Webhook.as_str();
+            let alone = !self.config.raw.delivery.group
+                || self.outlets.channel(notice.channel).is_some_and(|c| c.one_notice_per_message());
             let slot = if alone { i } else { 0 };
-            groups.entry((notice.recipient.clone(), notice.channel.clone(), slot)).or_default().push(notice);
+            groups.entry((notice.recipient.clone(), notice.channel, slot)).or_default().push(notice);
         }
         let agency = &self.config.raw.agency.name;
         let renderer = &self.outlets.renderer;
@@ -260,35 +255,13 @@ impl Deliverer<'_> {
         let groups: Vec<Group> = groups.into_iter().collect();
         // Rendering and MIME-encoding are the CPU-heavy part of a round: spread over the cores.
         let built = map_in_parallel(&groups, |((recipient, channel, _), group)| {
-            let keys: Vec<String> = group.iter().map(|n| n.key.clone()).collect();
             let Some(person) = snapshot.people.get(recipient) else {
-                return Err(keys
-                    .into_iter()
-                    .map(|k| (k, "recipient no longer active".to_string()))
-                    .collect::<Vec<_>>());
+                return Err(group.iter().map(|n| Superseded::of(n, "recipient no longer active")).collect::<Vec<_>>());
             };
             let input = ReminderInput { agency, today, recipient: person, notices: group, directives, snapshot };
-            let channel_kind = match channel.parse::<Channel>() {
-                Ok(c) => c,
-                Err(e) => return Err(keys.into_iter().map(|k| (k, e.clone())).collect()),
-            };
-            // Rendering runs templates over imported text: whatever it meets, it fails this
-            // one message, never the round.
-            let body = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match channel_kind {
-                Channel::Email => renderer.reminder(&input).map(Body::Email),
-                Channel::Telegram => renderer.chat(&input).map(|text| {
-                    let chat_id = person.address_on(Channel::Telegram).unwrap_or_default();
-                    Body::Chat(json!({ "chat_id": chat_id, "text": text }).to_string())
-                }),
-                Channel::Webhook => Ok(Body::Chat(webhook_payload(
-                    group[0],
-                    person,
-                    directives.get(group[0].directive.as_deref().unwrap_or_default()).copied(),
-                ))),
+            Ok(self.build(MessageKind::Reminder, person, *channel, group, now, |outlet, to| {
+                outlet.reminder(renderer, &input, to)
             }))
-            .map_err(|_| "rendering failed on this message's content".to_string())
-            .and_then(|rendered| rendered.map_err(|e| e.to_string()));
-            Ok(self.build(body, "reminder", person, channel, keys, now))
         });
         let mut messages = Vec::with_capacity(built.len());
         for result in built {
@@ -307,9 +280,9 @@ impl Deliverer<'_> {
         snapshot: &Snapshot,
         calendar: &Calendar,
         now: DateTime<Tz>,
-        notices: &[&QueuedNotice],
+        notices: &[&Notice],
         messages: &mut Vec<NewMessage>,
-        superseded: &mut Vec<(String, String)>,
+        superseded: &mut Vec<Superseded>,
     ) -> Result<(), crate::store::StoreError> {
         let today = now.date_naive();
         let (since, due_from, due_until) = report_window(today);
@@ -324,60 +297,48 @@ impl Deliverer<'_> {
             let (person, audience) = match verdict {
                 Ok(found) => found,
                 Err(reason) => {
-                    superseded.push((notice.key.clone(), reason));
+                    superseded.push(Superseded::of(notice, reason));
                     continue;
                 }
             };
-            let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                render_report(&self.outlets.digests, &input, person, &audience, &notice.stage)
-            }))
-            .map_err(|_| "rendering failed on this report's content".to_string())
-            .and_then(|r| r.map(Body::Email).map_err(|e| e.to_string()));
-            let kind = if notice.ladder == "report" { "report" } else { "digest" };
-            messages.push(self.build(rendered, kind, person, &notice.channel, vec![notice.key.clone()], now));
+            let kind = notice.kind.message_kind();
+            messages.push(self.build(kind, person, notice.channel, &[notice], now, |outlet, to| {
+                let rendered = render_report(&self.outlets.digests, &input, person, &audience, &notice.stage)
+                    .map_err(|e| format!("cannot be rendered: {e}"))?;
+                outlet.report(rendered, to)
+            }));
         }
         Ok(())
     }
 
-    /// Turns a rendering into a message to record. A message that cannot be rendered or
-    /// built is still recorded, dead at once with the reason (a dead letter an operator sees
-    /// in `status`), so it never blocks the batch and is never retried in a loop.
+    /// Builds one message of `notices` for `person` on `channel` with `make`, to record. A
+    /// message that cannot be built is still recorded, dead at once with the reason (a dead
+    /// letter an operator sees in `status`), so it never blocks the batch and is never
+    /// retried in a loop. Building runs templates and the mail library over imported text:
+    /// whatever it meets, it fails this one message, never the round.
     fn build(
         &self,
-        body: Result<Body, String>,
-        kind: &str,
+        kind: MessageKind,
         person: &Person,
-        channel: &str,
-        keys: Vec<String>,
+        channel: Channel,
+        notices: &[&Notice],
         now: DateTime<Tz>,
+        make: impl FnOnce(&dyn crate::channels::Channel, &Envelope<'_>) -> Result<Built, String>,
     ) -> NewMessage {
         // Time-ordered (UUIDv7): a round's messages, and the notices that point at them, are
         // appended at the end of their indexes instead of landing on random pages of them.
         let id = uuid::Uuid::now_v7().to_string();
-        let message_id = format!("<{id}@{}>", self.message_id_domain());
-        let address = channel.parse().ok().and_then(|c| person.address_on(c)).unwrap_or_default();
-        let composed = match body {
-            Err(e) => Err(format!("cannot be rendered: {e}")),
-            Ok(Body::Email(rendered)) => compose(Draft {
-                from: self.outlets.email.from_mailbox(),
-                to_name: &person.name,
-                to_address: &person.email,
-                subject: &rendered.subject,
-                text: rendered.text,
-                html: rendered.html,
-                message_id: &message_id,
-                date: now.to_utc(),
-            })
-            .map(|raw| (crate::channels::email::header_text(&rendered.subject), raw))
-            .map_err(|e| format!("cannot be built: {e}")),
-            Ok(Body::Chat(payload)) => {
-                Ok((payload.lines().next().unwrap_or_default().chars().take(200).collect(), payload))
-            }
+        let message_id = format!("<{id}@{}>", self.outlets.message_id_domain());
+        let to = Envelope { person, message_id: &message_id, now };
+        let built = match self.outlets.channel(channel) {
+            None => Err(format!("the {channel} channel is switched off in configuration")),
+            Some(outlet) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(outlet, &to)))
+                .unwrap_or_else(|_| Err("rendering failed on this message's content".to_string())),
         };
-        let (subject, payload, dead) = match composed {
-            Ok((subject, payload)) => (subject, payload, None),
+        let (subject, payload, dead) = match built {
+            Ok(Built { subject, payload }) => (subject, payload, None),
             Err(reason) => {
-                tracing::error!(recipient = %person.code, %channel, notices = keys.len(), %reason, "message dead-lettered: it cannot be built");
+                tracing::error!(recipient = %person.code, %channel, notices = notices.len(), %reason, "message dead-lettered: it cannot be built");
                 (String::new(), String::new(), Some(reason))
             }
         };
@@ -385,23 +346,22 @@ impl Deliverer<'_> {
             packed: pack(&payload),
             id,
             message_id,
-            kind: kind.to_string(),
+            kind,
             recipient: person.code.clone(),
-            address,
-            channel: channel.to_string(),
+            address: person.address_on(channel).unwrap_or_default(),
+            channel,
             subject,
             payload,
-            notice_keys: keys,
+            notice_keys: notices.iter().map(|n| n.key.clone()).collect(),
             dead,
         }
     }
 
-    fn message_id_domain(&self) -> String {
-        let configured = self.config.raw.mail.message_id_domain.trim();
-        if configured.is_empty() {
-            self.outlets.email.from_mailbox().email.domain().to_string()
-        } else {
-            configured.to_string()
+    /// Counts and logs notices superseded rather than sent, under their own channel and kind.
+    fn count_superseded(&self, superseded: &[Superseded]) {
+        for s in superseded {
+            self.metrics.record_message(s.kind.as_str(), s.channel.as_str(), "superseded");
+            tracing::info!(key = %s.key, reason = %s.reason, "notice superseded, not sent");
         }
     }
 
@@ -428,14 +388,14 @@ impl Deliverer<'_> {
                     if self.stopping.load(Ordering::SeqCst) || unrecordable.load(Ordering::SeqCst) {
                         return None;
                     }
-                    if let Some(reason) = self.paused_reason(&m.channel) {
+                    if let Some(reason) = self.paused_reason(m.channel) {
                         let outcome = self.deferred(now, reason);
-                        self.metrics.record_message(&m.kind, &m.channel, "server_error");
+                        self.metrics.record_message(m.kind.as_str(), m.channel.as_str(), "server_error");
                         return Some((m, outcome));
                     }
                     let result = self.send_one(&m).await;
                     if let Err(DeliveryError::Unavailable(reason)) = &result {
-                        self.pause(&m.channel, reason);
+                        self.pause(m.channel, reason);
                     }
                     let outcome = self.outcome(&m, result, now);
                     self.log_outcome(&m, &outcome);
@@ -500,24 +460,12 @@ impl Deliverer<'_> {
 
     /// Hands one stored message to its channel.
     async fn send_one(&self, m: &ClaimedMessage) -> Result<(), DeliveryError> {
-        let off = |c: &str| DeliveryError::Permanent(format!("the {c} channel is switched off in configuration"));
-        match m.channel.parse::<Channel>() {
-            Ok(Channel::Email) => self.outlets.email.send(&m.message_id, &m.address, &m.payload).await,
-            Ok(Channel::Telegram) => match &self.outlets.telegram {
-                Some(t) => t.send(&m.payload).await,
-                None => Err(off("telegram")),
-            },
-            Ok(Channel::Webhook) => match &self.outlets.webhook {
-                Some(w) => {
-                    let key = serde_json::from_str::<serde_json::Value>(&m.payload)
-                        .ok()
-                        .and_then(|v| v["key"].as_str().map(String::from))
-                        .unwrap_or_else(|| m.message_id.clone());
-                    w.send(&key, &m.payload).await
-                }
-                None => Err(off("webhook")),
-            },
-            Err(e) => Err(DeliveryError::Permanent(e)),
+        let stored = Stored { message_id: &m.message_id, address: &m.address, payload: &m.payload };
+        match self.outlets.channel(m.channel) {
+            Some(outlet) => outlet.send(stored).await,
+            None => {
+                Err(DeliveryError::Permanent(format!("the {} channel is switched off in configuration", m.channel)))
+            }
         }
     }
 
@@ -530,7 +478,7 @@ impl Deliverer<'_> {
         reason: &str,
         now: DateTime<Tz>,
     ) -> Result<(), crate::store::StoreError> {
-        if m.channel != Channel::Email.as_str() || m.kind != "reminder" {
+        if m.channel != Channel::Email || m.kind != MessageKind::Reminder {
             return Ok(());
         }
         let bounce = Bounce {
@@ -553,7 +501,8 @@ impl Deliverer<'_> {
         });
         if let Some(channel) = chat {
             let address = person.address_on(channel).unwrap_or_default();
-            let copied = self.store.copy_notices_to_channel(&m.id, channel.as_str(), &address, now.timestamp()).await?;
+            let copied =
+                self.store.copy_notices_to_channel(&m.id, m.channel, channel, &address, now.timestamp()).await?;
             tracing::info!(recipient = %m.recipient, %channel, copied, "email bounced: notices sent on the chat channel instead");
         }
         Ok(())
@@ -566,7 +515,7 @@ impl Deliverer<'_> {
             MessageOutcome::Deferred { .. } => "server_error",
             MessageOutcome::Dead { .. } => "dead",
         };
-        self.metrics.record_message(&message.kind, &message.channel, label);
+        self.metrics.record_message(message.kind.as_str(), message.channel.as_str(), label);
         let (id, to) = (&message.message_id, &message.recipient);
         match outcome {
             MessageOutcome::Sent => tracing::info!(message_id = %id, recipient = %to, "sent"),
@@ -626,14 +575,14 @@ impl Deliverer<'_> {
     }
 
     /// Why `channel` is paused in this round, if it is.
-    fn paused_reason(&self, channel: &str) -> Option<String> {
-        self.paused.lock().ok()?.get(channel).cloned()
+    fn paused_reason(&self, channel: Channel) -> Option<String> {
+        self.paused.lock().ok()?.get(channel.as_str()).cloned()
     }
 
     /// Pauses `channel` for the rest of the round, saying so once.
-    fn pause(&self, channel: &str, reason: &str) {
+    fn pause(&self, channel: Channel, reason: &str) {
         let Ok(mut paused) = self.paused.lock() else { return };
-        if !paused.contains_key(channel) {
+        if !paused.contains_key(channel.as_str()) {
             tracing::error!(%channel, %reason, "delivery paused on this channel until the next round: its server is unreachable or misconfigured; nothing is lost and no recipient is blamed");
             paused.insert(channel.to_string(), reason.to_string());
         }
@@ -651,7 +600,7 @@ impl Deliverer<'_> {
         for m in messages {
             if m.dead.is_some() {
                 stats.dead += 1;
-                self.metrics.record_message(&m.kind, &m.channel, "dead");
+                self.metrics.record_message(m.kind.as_str(), m.channel.as_str(), "dead");
             } else {
                 out.push(ClaimedMessage::from(m));
             }
@@ -692,54 +641,21 @@ impl Deliverer<'_> {
     }
 }
 
-/// A notice key without its last part, the channel.
-fn base_key(key: &str) -> &str {
-    key.rsplit_once(':').map_or(key, |(base, _)| base)
-}
-
-/// What a message carries before it is stored: an email to compose, or a chat payload.
-enum Body {
-    Email(Rendered),
-    Chat(String),
-}
-
-/// The JSON a webhook receiver gets for one notice (documented in the README).
-fn webhook_payload(notice: &QueuedNotice, person: &Person, directive: Option<&Directive>) -> String {
-    let shown = directive.filter(|d| !d.confidential);
-    json!({
-        "key": notice.key,
-        "kind": notice.kind,
-        "directive": notice.directive,
-        "title": shown.map(|d| d.title.clone()),
-        "unit": directive.map(|d| d.unit.clone()),
-        "confidential": directive.is_some_and(|d| d.confidential),
-        "recipient": person.code,
-        "recipient_name": person.name,
-        "webhook_id": person.address_on(Channel::Webhook),
-        "stage": notice.stage,
-        "due_on": notice.effective_due,
-        "days_overdue": notice.days_overdue,
-    })
-    .to_string()
-}
-
 /// A queued notice is still owed when re-planning its directive now yields its very key;
 /// otherwise it is stale, and the reason says why.
-fn still_owed(notice: &QueuedNotice, directive: Option<&Directive>, owed: Option<&Vec<Notice>>) -> Result<(), String> {
+fn still_owed(notice: &Notice, directive: Option<&Directive>, owed: Option<&Vec<Notice>>) -> Result<(), String> {
     let Some(directive) = directive else {
         return Err("directive no longer exists".into());
     };
     // Compared without the channel: a copy sent on chat after an email bounce is owed as
     // long as the email notice would be.
-    if owed.is_some_and(|o| o.iter().any(|n| base_key(&n.key) == base_key(&notice.key))) {
+    if owed.is_some_and(|o| o.iter().any(|n| n.key.without_channel() == notice.key.without_channel())) {
         return Ok(());
     }
     Err(match directive.status {
         Status::Completed => "directive completed".into(),
         Status::Cancelled => "directive cancelled".into(),
-        _ if notice.effective_due.as_deref() != directive.due_on.map(|d| d.to_string()).as_deref()
-            && notice.effective_due.is_some() =>
-        {
+        _ if notice.effective_due.is_some() && notice.effective_due != directive.due_on => {
             "no longer owed: due date changed or a later stage was reached".into()
         }
         _ => "no longer owed: reassigned or state changed".into(),

@@ -4,9 +4,9 @@
 //! completion and completed, with counts; plus flags only the chief sees.
 
 use crate::calendar::Calendar;
-use crate::domain::{Directive, Person, Status, Unit};
+use crate::domain::{Directive, Person, Stage, Status, Unit};
 use crate::policy::Policy;
-use chrono::{Datelike, Days, NaiveDate};
+use chrono::{Days, NaiveDate};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -38,18 +38,9 @@ impl Audience {
     }
 }
 
-/// The ISO week `date` falls in, as the digest's key stage: `2022-W36`. The year is the ISO
-/// week-numbering year, so 2021-01-03 is `2020-W53` and 2024-12-30 is `2025-W01`.
+/// The ISO week `date` falls in, as the digest names it: `2022-W36` (see [`Stage::week_of`]).
 pub fn iso_week(date: NaiveDate) -> String {
-    let week = date.iso_week();
-    format!("{:04}-W{:02}", week.year(), week.week())
-}
-
-/// Whether a digest keyed for week `stage` may still go out in week `week_of_now`: only in
-/// its own week. A digest for a week that has passed is never sent late (nor one for a
-/// week that has not begun).
-pub fn digest_is_owed(week_of_now: &str, stage: &str) -> bool {
-    week_of_now == stage
+    Stage::week_of(date).to_string()
 }
 
 /// One directive as a digest lists it.
@@ -532,13 +523,6 @@ pub(crate) mod tests {
         assert_eq!(iso_week(d("2021-01-04")), "2021-W01");
         assert_eq!(iso_week(d("2024-12-29")), "2024-W52");
         assert_eq!(iso_week(d("2024-12-30")), "2025-W01");
-    }
-
-    #[test]
-    fn a_digest_is_owed_only_in_its_own_week() {
-        assert!(digest_is_owed("2022-W36", "2022-W36"));
-        assert!(!digest_is_owed("2022-W37", "2022-W36"));
-        assert!(!digest_is_owed("2025-W01", "2024-W52"));
     }
 
     #[test]

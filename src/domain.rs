@@ -1,7 +1,7 @@
 //! Plain data at the heart of the flow: units, people, directives, stages and notices.
 //! No I/O here; every other module speaks in these types.
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -83,8 +83,52 @@ vocabulary!(
         ClosedIncomplete => "closed_incomplete",
         Unassigned => "unassigned",
         Digest => "digest",
+        Report => "report",
         Bounce => "bounce",
     }
+);
+
+vocabulary!(
+    /// What a message is: reminders (every notice kind but the two below), the weekly digest,
+    /// or the monthly briefing report.
+    MessageKind { Reminder => "reminder", Digest => "digest", Report => "report" }
+);
+
+vocabulary!(
+    /// Where a notice is in the outbox: waiting to be claimed, in a message (whose state it
+    /// then shares), or not to be sent. `sent` and `dead` are held only by rows written when
+    /// each notice still carried its message's outcome.
+    NoticeStatus {
+        Pending => "pending",
+        Queued => "queued",
+        Superseded => "superseded",
+        Sent => "sent",
+        Dead => "dead",
+    }
+);
+
+vocabulary!(
+    /// Where a message is: waiting to be sent (first time or again), sent, or given up.
+    MessageStatus { Queued => "queued", Sent => "sent", Dead => "dead" }
+);
+
+vocabulary!(
+    /// Who caused a message's last failure: its channel's server (unreachable or misconfigured:
+    /// no attempt counted), the recipient (refused for good: a bounce), its data (it could
+    /// not be built), a temporary fault (tried again), or temporary faults until the
+    /// attempts ran out.
+    ErrorKind {
+        Server => "server",
+        Recipient => "recipient",
+        Build => "build",
+        Transient => "transient",
+        Exhausted => "exhausted",
+    }
+);
+
+vocabulary!(
+    /// A required field a directive lacks: the stage of an `unassigned` notice.
+    MissingField { Assignee => "assignee", DueOn => "due_on" }
 );
 
 vocabulary!(
@@ -96,6 +140,27 @@ vocabulary!(
     /// A day the calendar treats specially: an official day off, or a weekend day worked.
     CalendarDayKind { Holiday => "holiday", WorkingDay => "working_day" }
 );
+
+impl NoticeKind {
+    /// The message a notice of this kind travels in.
+    pub fn message_kind(self) -> MessageKind {
+        match self {
+            NoticeKind::Digest => MessageKind::Digest,
+            NoticeKind::Report => MessageKind::Report,
+            _ => MessageKind::Reminder,
+        }
+    }
+
+    /// The word a key of this kind starts with. A monthly report keeps `digest`, the word its
+    /// keys were recorded under before reports had a kind of their own, so a report recorded
+    /// then is not owed again.
+    fn key_word(self) -> &'static str {
+        match self {
+            NoticeKind::Report => NoticeKind::Digest.as_str(),
+            other => other.as_str(),
+        }
+    }
+}
 
 impl Status {
     /// Open and in-progress directives are the live ones that reminders chase.
@@ -193,17 +258,89 @@ pub struct CalendarDay {
     pub note: String,
 }
 
-/// A position on a reminder ladder, in working days relative to the effective due date:
-/// `T-3` is three working days before, `T0` the day itself, `T+1` the first working day after.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Stage(pub i32);
+/// Where a notice stands on its ladder; with the ladder, it says which notice of the ladder
+/// this is. Printed (in `plan --json`, keys and the database) as the domain names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// Working days relative to the effective due date: `T-3` three before, `T0` the day
+    /// itself, `T+1` the first working day after.
+    Day(i32),
+    /// The closed-without-completion alarm: `closed`.
+    Closed,
+    /// The field an `unassigned` notice asks for: `assignee`, `due_on`.
+    Missing(MissingField),
+    /// The ISO week of a weekly digest: `2022-W36` (ISO week-numbering year).
+    Week { year: i32, week: u32 },
+    /// The month of a monthly report: `2022-09`.
+    Month { year: i32, month: u32 },
+    /// The person (code) whose address bounced, for the unit head's bounce notice.
+    Bounce(String),
+}
 
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            0 => f.write_str("T0"),
-            n if n > 0 => write!(f, "T+{n}"),
-            n => write!(f, "T{n}"),
+        // Padded as a whole, so a stage lines up in a column (`{:<6}`).
+        let text = match self {
+            Stage::Day(0) => "T0".to_string(),
+            Stage::Day(n) if *n > 0 => format!("T+{n}"),
+            Stage::Day(n) => format!("T{n}"),
+            Stage::Closed => "closed".to_string(),
+            Stage::Missing(field) => field.as_str().to_string(),
+            Stage::Week { year, week } => format!("{year:04}-W{week:02}"),
+            Stage::Month { year, month } => format!("{year:04}-{month:02}"),
+            Stage::Bounce(person) => person.clone(),
+        };
+        f.pad(&text)
+    }
+}
+
+impl Serialize for Stage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl Stage {
+    /// The ISO week `date` falls in: 2021-01-03 is in `2020-W53`, 2024-12-30 in `2025-W01`.
+    pub fn week_of(date: NaiveDate) -> Stage {
+        let week = date.iso_week();
+        Stage::Week { year: week.year(), week: week.week() }
+    }
+
+    /// Reads a stage as printed, on `ladder` (which says what kind of stage it must be).
+    pub fn parse(ladder: Ladder, text: &str) -> Result<Stage, String> {
+        let bad = || format!("{text:?} is not a stage of the {} ladder", ladder.as_str());
+        match ladder {
+            Ladder::Assignee | Ladder::EscalateHead | Ladder::EscalateLeader | Ladder::EscalateChief => {
+                let n = text.strip_prefix('T').ok_or_else(bad)?;
+                let n = n.strip_prefix('+').unwrap_or(n);
+                n.parse().map(Stage::Day).map_err(|_| bad())
+            }
+            Ladder::Closed if text == "closed" => Ok(Stage::Closed),
+            Ladder::Closed => Err(bad()),
+            Ladder::MissingAssignee | Ladder::MissingDueDate => text.parse().map(Stage::Missing).map_err(|_| bad()),
+            Ladder::Digest => {
+                let (year, week) = text.split_once("-W").ok_or_else(bad)?;
+                Ok(Stage::Week { year: year.parse().map_err(|_| bad())?, week: week.parse().map_err(|_| bad())? })
+            }
+            Ladder::Report => {
+                let (year, month) = text.split_once('-').ok_or_else(bad)?;
+                let month: u32 = month.parse().map_err(|_| bad())?;
+                if !(1..=12).contains(&month) {
+                    return Err(bad());
+                }
+                Ok(Stage::Month { year: year.parse().map_err(|_| bad())?, month })
+            }
+            Ladder::Bounce if !text.is_empty() => Ok(Stage::Bounce(text.to_string())),
+            Ladder::Bounce => Err(bad()),
+        }
+    }
+
+    /// Working days before the due date, for a stage before it (`T-3` → 3).
+    pub fn days_before(&self) -> Option<i32> {
+        match self {
+            Stage::Day(n) if *n < 0 => Some(-n),
+            _ => None,
         }
     }
 }
@@ -272,15 +409,13 @@ impl FromStr for Ladder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Notice {
     pub kind: NoticeKind,
-    /// Directive code; `None` for a digest.
+    /// Directive code; `None` for a digest, a report or a bounce notice.
     pub directive: Option<String>,
     pub recipient: String,
     pub address: String,
     pub channel: Channel,
-    /// `T-3`, `T0`, `T+5` …; `closed` for the closed-without-completion alarm; the missing
-    /// field (`assignee`, `due_on`) for `unassigned`; the ISO week for a digest.
-    pub stage: String,
-    pub key: String,
+    pub stage: Stage,
+    pub key: NoticeKey,
     #[serde(skip)]
     pub ladder: Ladder,
     /// The effective due date the stage counts from, when there is one.
@@ -292,19 +427,99 @@ pub struct Notice {
     pub days_overdue: i32,
 }
 
-/// Builds the deterministic key of a notice: kind, the identifying parts, channel, joined by
-/// `:`. Every part that, when it changes, should make a fresh notice owed (an extension
-/// changes the effective due date) is in the key; nothing else is.
-pub fn notice_key(kind: NoticeKind, parts: &[&str], channel: Channel) -> String {
-    let mut key = String::with_capacity(64);
-    key.push_str(kind.as_str());
-    for part in parts {
-        key.push(':');
-        key.push_str(part);
+impl Notice {
+    /// The same notice on another channel, to another address: its key names that channel.
+    pub fn on_channel(&self, channel: Channel, address: String) -> Notice {
+        Notice { key: self.key.on_channel(channel), channel, address, ..self.clone() }
     }
-    key.push(':');
-    key.push_str(channel.as_str());
-    key
+}
+
+/// A notice that will not be sent, and why (the directive was completed, a later stage was
+/// reached, the recipient left …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded {
+    pub key: NoticeKey,
+    pub channel: Channel,
+    pub kind: MessageKind,
+    pub reason: String,
+}
+
+impl Superseded {
+    pub fn of(notice: &Notice, reason: impl Into<String>) -> Superseded {
+        Superseded {
+            key: notice.key.clone(),
+            channel: notice.channel,
+            kind: notice.kind.message_kind(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A notice's deterministic key: kind, the identifying parts, channel, joined by `:`
+/// (`overdue:KL08-2022-01:cv_lien:2022-08-31:T+1:email`). Every part that, when it changes,
+/// should make a fresh notice owed (an extension changes the effective due date) is in the
+/// key; nothing else is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct NoticeKey(String);
+
+impl NoticeKey {
+    pub fn new(kind: NoticeKind, parts: &[&str], channel: Channel) -> NoticeKey {
+        let mut key = String::with_capacity(64);
+        key.push_str(kind.key_word());
+        for part in parts {
+            key.push(':');
+            key.push_str(part);
+        }
+        key.push(':');
+        key.push_str(channel.as_str());
+        NoticeKey(key)
+    }
+
+    /// A key as the outbox stored it.
+    pub fn stored(key: String) -> NoticeKey {
+        NoticeKey(key)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key without its last part, the channel: the same notice on every channel.
+    pub fn without_channel(&self) -> &str {
+        self.0.rsplit_once(':').map_or(&self.0, |(base, _)| base)
+    }
+
+    /// The key of the same notice on `channel`.
+    pub fn on_channel(&self, channel: Channel) -> NoticeKey {
+        NoticeKey(format!("{}:{channel}", self.without_channel()))
+    }
+}
+
+/// A key compares with its text, as `plan --json` prints it.
+impl PartialEq<str> for NoticeKey {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for NoticeKey {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// A stage compares with its text, as `plan --json` prints it.
+impl PartialEq<&str> for Stage {
+    fn eq(&self, other: &&str) -> bool {
+        *other == self.to_string().as_str()
+    }
+}
+
+impl fmt::Display for NoticeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
 }
 
 #[cfg(test)]
@@ -313,9 +528,42 @@ mod tests {
 
     #[test]
     fn stages_print_as_the_domain_names_them() {
-        assert_eq!(Stage(-3).to_string(), "T-3");
-        assert_eq!(Stage(0).to_string(), "T0");
-        assert_eq!(Stage(5).to_string(), "T+5");
+        assert_eq!(Stage::Day(-3).to_string(), "T-3");
+        assert_eq!(Stage::Day(0).to_string(), "T0");
+        assert_eq!(Stage::Day(5).to_string(), "T+5");
+        assert_eq!(Stage::Missing(MissingField::DueOn).to_string(), "due_on");
+        assert_eq!(Stage::Week { year: 2022, week: 6 }.to_string(), "2022-W06");
+        assert_eq!(Stage::Month { year: 2022, month: 9 }.to_string(), "2022-09");
+        assert_eq!(Stage::week_of(NaiveDate::from_ymd_opt(2021, 1, 3).unwrap()).to_string(), "2020-W53");
+    }
+
+    #[test]
+    fn stages_read_back_as_printed_on_their_ladder() {
+        let cases = [
+            (Ladder::Assignee, Stage::Day(-3)),
+            (Ladder::EscalateHead, Stage::Day(5)),
+            (Ladder::Assignee, Stage::Day(0)),
+            (Ladder::Closed, Stage::Closed),
+            (Ladder::MissingDueDate, Stage::Missing(MissingField::DueOn)),
+            (Ladder::Digest, Stage::Week { year: 2022, week: 36 }),
+            (Ladder::Report, Stage::Month { year: 2022, month: 9 }),
+            (Ladder::Bounce, Stage::Bounce("T0".into())),
+        ];
+        for (ladder, stage) in cases {
+            assert_eq!(Stage::parse(ladder, &stage.to_string()), Ok(stage));
+        }
+        assert!(Stage::parse(Ladder::Assignee, "closed").is_err());
+        assert!(Stage::parse(Ladder::Report, "2022-13").is_err());
+    }
+
+    #[test]
+    fn a_key_names_its_channel_last_and_a_report_keeps_its_old_word() {
+        let key = NoticeKey::new(NoticeKind::Overdue, &["D1", "lien", "T+1"], Channel::Email);
+        assert_eq!(key.as_str(), "overdue:D1:lien:T+1:email");
+        assert_eq!(key.on_channel(Channel::Telegram).as_str(), "overdue:D1:lien:T+1:telegram");
+        assert_eq!(key.without_channel(), "overdue:D1:lien:T+1");
+        let report = NoticeKey::new(NoticeKind::Report, &["pct_a", "2022-09"], Channel::Email);
+        assert_eq!(report.as_str(), "digest:pct_a:2022-09:email");
     }
 
     #[test]

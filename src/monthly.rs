@@ -18,7 +18,7 @@ pub const DEFAULT_WORKING_DAYS_BEFORE_END: u32 = 3;
 
 /// The key stage of a month's report: `2022-09`.
 pub fn month_stage(year: i32, month: u32) -> String {
-    format!("{year:04}-{month:02}")
+    crate::domain::Stage::Month { year, month }.to_string()
 }
 
 /// The day the report for `month` is owed: `working_days_before_end` working days before

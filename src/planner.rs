@@ -5,7 +5,7 @@
 
 use crate::calendar::Calendar;
 use crate::domain::{
-    notice_key, Bounce, Channel, Directive, Ladder, Notice, NoticeKind, Person, Role, Stage, Status, Unit,
+    Bounce, Channel, Directive, Ladder, MissingField, Notice, NoticeKey, NoticeKind, Person, Role, Stage, Status, Unit,
 };
 use crate::policy::Policy;
 use chrono::{DateTime, Days, NaiveDate};
@@ -119,12 +119,12 @@ pub fn plan_bounces(snapshot: &Snapshot) -> Vec<Notice> {
         let kind = NoticeKind::Bounce;
         let notice = Notice {
             kind,
-            key: notice_key(kind, &[&person.code, &head.code, &bounce.address], Channel::Email),
+            key: NoticeKey::new(kind, &[&person.code, &head.code, &bounce.address], Channel::Email),
             directive: None,
             recipient: head.code.clone(),
             address: head.email.clone(),
             channel: Channel::Email,
-            stage: person.code.clone(),
+            stage: Stage::Bounce(person.code.clone()),
             ladder: Ladder::Bounce,
             effective_due: None,
             days_overdue: 0,
@@ -180,7 +180,7 @@ fn email_only(snapshot: &Snapshot, notice: &Notice) -> bool {
         && !person.email.is_empty()
         && notice.channel == Channel::Email
         && notice.address == person.email
-        && notice.key.ends_with(":email")
+        && notice.key.as_str().ends_with(":email")
 }
 
 /// Copies a notice (planned for email) onto every channel its recipient receives on; each
@@ -190,9 +190,8 @@ fn on_each_channel(snapshot: &Snapshot, notice: Notice, out: &mut Vec<Notice>) {
         out.push(notice);
         return;
     };
-    let base = notice.key.strip_suffix(":email").unwrap_or(&notice.key).to_string();
     for (channel, address) in person.routes() {
-        out.push(Notice { key: format!("{base}:{channel}"), channel, address, ..notice.clone() });
+        out.push(notice.on_channel(channel, address));
     }
 }
 
@@ -211,10 +210,10 @@ fn plan_email<'s>(
         Status::Open | Status::InProgress => {
             let due = policy.due_date(directive.kind, directive.due_on, directive.assigned_on, calendar);
             if directive.assignee.is_none() {
-                missing_field(snapshot, directive, Ladder::MissingAssignee, "assignee", out);
+                missing_field(snapshot, directive, Ladder::MissingAssignee, MissingField::Assignee, out);
             }
             match due {
-                None => missing_field(snapshot, directive, Ladder::MissingDueDate, "due_on", out),
+                None => missing_field(snapshot, directive, Ladder::MissingDueDate, MissingField::DueOn, out),
                 Some(due) => {
                     let effective = calendar.effective_due(due, policy.roll_forward);
                     let position = calendar.position(effective, today);
@@ -264,7 +263,7 @@ fn deadline_ladders<'s>(
                 directive,
                 person,
                 effective,
-                Stage(after),
+                Stage::Day(after),
                 position,
             ));
         }
@@ -278,10 +277,10 @@ pub fn assignee_stage(policy: &Policy, position: i32) -> Option<(NoticeKind, Sta
     if position >= first {
         let every = i32::try_from(policy.overdue_every).unwrap_or(0);
         let stage = if every > 0 { first + (position - first) / every * every } else { first };
-        return Some((NoticeKind::Overdue, Stage(stage)));
+        return Some((NoticeKind::Overdue, Stage::Day(stage)));
     }
     if position >= 0 && policy.due_today {
-        return Some((NoticeKind::DueToday, Stage(0)));
+        return Some((NoticeKind::DueToday, Stage::Day(0)));
     }
     policy
         .upcoming_days
@@ -290,7 +289,7 @@ pub fn assignee_stage(policy: &Policy, position: i32) -> Option<(NoticeKind, Sta
         .map(|d| -d)
         .filter(|stage| *stage <= position)
         .max()
-        .map(|stage| (NoticeKind::Upcoming, Stage(stage)))
+        .map(|stage| (NoticeKind::Upcoming, Stage::Day(stage)))
 }
 
 fn ladder_notice(
@@ -303,10 +302,9 @@ fn ladder_notice(
     position: i32,
 ) -> Notice {
     let due = effective.to_string();
-    let stage = stage.to_string();
     Notice {
         kind,
-        key: notice_key(kind, &[&directive.code, &person.code, &due, &stage], Channel::Email),
+        key: NoticeKey::new(kind, &[&directive.code, &person.code, &due, &stage.to_string()], Channel::Email),
         directive: Some(directive.code.clone()),
         recipient: person.code.clone(),
         address: person.email.clone(),
@@ -337,12 +335,12 @@ fn closed_alarm(snapshot: &Snapshot, policy: &Policy, today: NaiveDate, directiv
         let kind = NoticeKind::ClosedIncomplete;
         out.push(Notice {
             kind,
-            key: notice_key(kind, &[&directive.code, &person.code, &closed], Channel::Email),
+            key: NoticeKey::new(kind, &[&directive.code, &person.code, &closed], Channel::Email),
             directive: Some(directive.code.clone()),
             recipient: person.code.clone(),
             address: person.email.clone(),
             channel: Channel::Email,
-            stage: "closed".into(),
+            stage: Stage::Closed,
             ladder: Ladder::Closed,
             effective_due: directive.due_on,
             days_overdue: 0,
@@ -350,19 +348,25 @@ fn closed_alarm(snapshot: &Snapshot, policy: &Policy, today: NaiveDate, directiv
     }
 }
 
-fn missing_field(snapshot: &Snapshot, directive: &Directive, ladder: Ladder, field: &str, out: &mut Vec<Notice>) {
+fn missing_field(
+    snapshot: &Snapshot,
+    directive: &Directive,
+    ladder: Ladder,
+    field: MissingField,
+    out: &mut Vec<Notice>,
+) {
     let Some(head) = snapshot.unit_head(&directive.unit) else {
         return;
     };
     let kind = NoticeKind::Unassigned;
     out.push(Notice {
         kind,
-        key: notice_key(kind, &[&directive.code, &head.code, field], Channel::Email),
+        key: NoticeKey::new(kind, &[&directive.code, &head.code, field.as_str()], Channel::Email),
         directive: Some(directive.code.clone()),
         recipient: head.code.clone(),
         address: head.email.clone(),
         channel: Channel::Email,
-        stage: field.to_string(),
+        stage: Stage::Missing(field),
         ladder,
         effective_due: None,
         days_overdue: 0,

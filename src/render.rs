@@ -3,9 +3,8 @@
 //! each directive once with every reason it is there, most urgent first. Pure; templates are
 //! files (built in, overridable from `mail.templates_dir`).
 
-use crate::domain::{Directive, Ladder, NoticeKind, Person};
+use crate::domain::{Directive, Ladder, MissingField, Notice, NoticeKind, Person, Stage};
 use crate::planner::Snapshot;
-use crate::store::QueuedNotice;
 use chrono::NaiveDate;
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
@@ -93,7 +92,7 @@ pub struct ReminderInput<'a> {
     pub agency: &'a str,
     pub today: NaiveDate,
     pub recipient: &'a Person,
-    pub notices: &'a [&'a QueuedNotice],
+    pub notices: &'a [&'a Notice],
     pub directives: &'a HashMap<&'a str, &'a Directive>,
     pub snapshot: &'a Snapshot,
 }
@@ -171,12 +170,12 @@ enum Category {
 }
 
 impl Category {
-    fn of(kind: &str) -> Category {
-        match kind.parse::<NoticeKind>() {
-            Ok(NoticeKind::ClosedIncomplete) => Category::ClosedIncomplete,
-            Ok(NoticeKind::Overdue | NoticeKind::Escalation) => Category::Overdue,
-            Ok(NoticeKind::DueToday) => Category::DueToday,
-            Ok(NoticeKind::Upcoming) => Category::Upcoming,
+    fn of(kind: NoticeKind) -> Category {
+        match kind {
+            NoticeKind::ClosedIncomplete => Category::ClosedIncomplete,
+            NoticeKind::Overdue | NoticeKind::Escalation => Category::Overdue,
+            NoticeKind::DueToday => Category::DueToday,
+            NoticeKind::Upcoming => Category::Upcoming,
             _ => Category::Incomplete,
         }
     }
@@ -202,12 +201,8 @@ impl Category {
     }
 }
 
-fn build_items(
-    notices: &[&QueuedNotice],
-    directives: &HashMap<&str, &Directive>,
-    snapshot: &Snapshot,
-) -> Vec<ItemView> {
-    let mut by_directive: BTreeMap<&str, Vec<&QueuedNotice>> = BTreeMap::new();
+fn build_items(notices: &[&Notice], directives: &HashMap<&str, &Directive>, snapshot: &Snapshot) -> Vec<ItemView> {
+    let mut by_directive: BTreeMap<&str, Vec<&Notice>> = BTreeMap::new();
     for n in notices {
         if let Some(code) = n.directive.as_deref() {
             by_directive.entry(code).or_default().push(n);
@@ -217,14 +212,11 @@ fn build_items(
         .into_iter()
         .filter_map(|(code, notices)| {
             let directive = *directives.get(code)?;
-            let category = notices.iter().map(|n| Category::of(&n.kind)).min()?;
-            let days_overdue = notices.iter().map(|n| n.days_overdue).max().unwrap_or(0);
-            let due_date = notices
-                .iter()
-                .find_map(|n| n.effective_due.as_deref().and_then(|d| d.parse().ok()))
-                .or(directive.due_on);
+            let category = notices.iter().map(|n| Category::of(n.kind)).min()?;
+            let days_overdue = notices.iter().map(|n| i64::from(n.days_overdue)).max().unwrap_or(0);
+            let due_date = notices.iter().find_map(|n| n.effective_due).or(directive.due_on);
             let mut reasons: Vec<(Category, String)> =
-                notices.iter().map(|n| (Category::of(&n.kind), reason(n, directive))).collect();
+                notices.iter().map(|n| (Category::of(n.kind), reason(n, directive))).collect();
             reasons.sort();
             reasons.dedup();
             Some(ItemView {
@@ -237,12 +229,12 @@ fn build_items(
                     .map(|a| snapshot.people.get(a).map_or_else(|| a.clone(), |p| p.name.clone())),
                 due: due_date.map(vn_date),
                 source: directive.source.clone(),
-                headline: headline(category, days_overdue, notices.first().map(|n| n.stage.as_str())),
+                headline: headline(category, days_overdue, notices.first().map(|n| &n.stage)),
                 reasons: reasons.into_iter().map(|(_, r)| r).collect(),
                 alarm: category == Category::ClosedIncomplete,
                 confidential: directive.confidential,
                 stages: {
-                    let mut stages: Vec<String> = notices.iter().map(|n| n.stage.clone()).collect();
+                    let mut stages: Vec<String> = notices.iter().map(|n| n.stage.to_string()).collect();
                     stages.sort();
                     stages.dedup();
                     stages
@@ -260,45 +252,45 @@ fn build_items(
     items
 }
 
-fn headline(category: Category, days_overdue: i64, stage: Option<&str>) -> String {
+fn headline(category: Category, days_overdue: i64, stage: Option<&Stage>) -> String {
     match category {
         Category::ClosedIncomplete => "Kết thúc nhưng chưa hoàn thành".into(),
         Category::Overdue => format!("Quá hạn {days_overdue} ngày làm việc"),
         Category::DueToday => "Đến hạn hôm nay".into(),
         Category::Upcoming => "Sắp đến hạn".into(),
-        Category::Incomplete if stage == Some("due_on") => "Chưa có hạn xử lý".into(),
+        Category::Incomplete if stage == Some(&Stage::Missing(MissingField::DueOn)) => "Chưa có hạn xử lý".into(),
         Category::Incomplete => "Chưa phân công người thụ lý".into(),
     }
 }
 
 /// Why this notice is in the message, in the recipient's words.
-fn reason(n: &QueuedNotice, directive: &Directive) -> String {
+fn reason(n: &Notice, directive: &Directive) -> String {
     let days = n.days_overdue;
-    let role = match n.ladder.parse::<Ladder>() {
-        Ok(Ladder::EscalateHead) => "Trưởng phòng",
-        Ok(Ladder::EscalateLeader) => "Lãnh đạo phụ trách khối",
-        Ok(Ladder::EscalateChief) => "Chánh Thanh tra",
+    let role = match n.ladder {
+        Ladder::EscalateHead => "Trưởng phòng",
+        Ladder::EscalateLeader => "Lãnh đạo phụ trách khối",
+        Ladder::EscalateChief => "Chánh Thanh tra",
         _ => "",
     };
-    match n.kind.parse::<NoticeKind>() {
-        Ok(NoticeKind::Upcoming) => {
-            let left = n.stage.trim_start_matches("T-");
+    match n.kind {
+        NoticeKind::Upcoming => {
+            let left = n.stage.days_before().map_or_else(|| n.stage.to_string(), |d| d.to_string());
             format!("Sắp đến hạn: còn {left} ngày làm việc")
         }
-        Ok(NoticeKind::DueToday) => "Đến hạn xử lý hôm nay".into(),
-        Ok(NoticeKind::Overdue) => format!("Quá hạn {days} ngày làm việc, chưa có kết quả"),
-        Ok(NoticeKind::Escalation) => {
+        NoticeKind::DueToday => "Đến hạn xử lý hôm nay".into(),
+        NoticeKind::Overdue => format!("Quá hạn {days} ngày làm việc, chưa có kết quả"),
+        NoticeKind::Escalation => {
             format!("Báo cáo đồng chí ({role}): nhiệm vụ quá hạn {days} ngày làm việc (mốc {})", n.stage)
         }
-        Ok(NoticeKind::ClosedIncomplete) => format!(
+        NoticeKind::ClosedIncomplete => format!(
             "Đã kết thúc trên hệ thống ngày {} nhưng chưa có kết quả hoàn thành",
             directive.closed_on.map_or_else(|| "?".into(), vn_date)
         ),
-        Ok(NoticeKind::Unassigned) if n.stage == "due_on" => {
+        NoticeKind::Unassigned if n.stage == Stage::Missing(MissingField::DueOn) => {
             "Chưa có hạn xử lý: đề nghị xác định thời hạn hoàn thành".into()
         }
-        Ok(NoticeKind::Unassigned) => "Chưa phân công công chức thụ lý: đề nghị phân công".into(),
-        _ => n.kind.clone(),
+        NoticeKind::Unassigned => "Chưa phân công công chức thụ lý: đề nghị phân công".into(),
+        _ => n.kind.to_string(),
     }
 }
 
@@ -315,12 +307,12 @@ fn summary(items: &[ItemView], bounces: usize) -> String {
 }
 
 /// One sentence per bounce notice: whose address, which one, and the server's answer.
-fn bounce_lines(notices: &[&QueuedNotice], snapshot: &Snapshot) -> Vec<String> {
+fn bounce_lines(notices: &[&Notice], snapshot: &Snapshot) -> Vec<String> {
     notices
         .iter()
-        .filter(|n| n.kind == NoticeKind::Bounce.as_str())
         .filter_map(|n| {
-            let person = snapshot.people.get(&n.stage)?;
+            let Stage::Bounce(code) = &n.stage else { return None };
+            let person = snapshot.people.get(code)?;
             let bounce = snapshot.bounces.iter().find(|b| b.person == person.code)?;
             Some(format!(
                 "Đồng chí {} ({}): thông báo gửi tới {} bị máy chủ từ chối ({}). Đề nghị cập nhật địa chỉ trên hệ thống.",
@@ -383,17 +375,17 @@ mod tests {
         }
     }
 
-    fn escalation(d: &Directive, days: i64) -> QueuedNotice {
-        QueuedNotice {
-            key: format!("escalation:{}:pct:T+5:email", d.code),
-            kind: "escalation".into(),
+    fn escalation(d: &Directive, days: i32) -> Notice {
+        Notice {
+            key: crate::domain::NoticeKey::stored(format!("escalation:{}:pct:T+5:email", d.code)),
+            kind: NoticeKind::Escalation,
             directive: Some(d.code.clone()),
             recipient: "pct".into(),
             address: "pct@example.gov.vn".into(),
-            channel: "email".into(),
-            ladder: "escalate_leader".into(),
-            stage: "T+5".into(),
-            effective_due: Some("2025-08-01".into()),
+            channel: crate::domain::Channel::Email,
+            ladder: Ladder::EscalateLeader,
+            stage: Stage::Day(5),
+            effective_due: NaiveDate::from_ymd_opt(2025, 8, 1),
             days_overdue: days,
         }
     }
@@ -402,9 +394,9 @@ mod tests {
     fn a_long_list_shows_the_most_urgent_in_full_and_every_other_item_on_one_line() {
         let total = DETAILED_ITEMS + 15;
         let directives: Vec<Directive> = (1..=total).map(directive).collect();
-        let notices: Vec<QueuedNotice> =
-            directives.iter().enumerate().map(|(i, d)| escalation(d, 100 - i64::try_from(i).unwrap())).collect();
-        let refs: Vec<&QueuedNotice> = notices.iter().collect();
+        let notices: Vec<Notice> =
+            directives.iter().enumerate().map(|(i, d)| escalation(d, 100 - i32::try_from(i).unwrap())).collect();
+        let refs: Vec<&Notice> = notices.iter().collect();
         let unit = Unit { code: "P1".into(), name: "Phòng Nghiệp vụ 1".into(), head: None, leader: None };
         let snapshot =
             Snapshot::new(vec![unit], vec![person("pct", Role::Leader), person("cb1", Role::Officer)], Vec::new());

@@ -10,10 +10,10 @@
 //! month's end.
 
 use crate::calendar::Calendar;
-use crate::digest::{digest_is_owed, iso_week, weekly_digest, Audience, WINDOW_DAYS};
+use crate::digest::{weekly_digest, Audience, WINDOW_DAYS};
 use crate::digest_render::DigestRenderer;
-use crate::domain::{notice_key, Channel, Directive, Ladder, Notice, NoticeKind, Person, Role, Unit};
-use crate::monthly::{month_stage, monthly_report, report_owed_month};
+use crate::domain::{Channel, Directive, Ladder, Notice, NoticeKey, NoticeKind, Person, Role, Stage, Unit};
+use crate::monthly::{monthly_report, report_owed_month};
 use crate::planner::Snapshot;
 use crate::policy::Policy;
 use crate::render::{RenderError, Rendered};
@@ -58,29 +58,29 @@ pub fn plan_reports(
     let today = now.date_naive();
     let mut stages = Vec::new();
     if let Some(cron) = &schedule.weekly {
-        let week = iso_week(today);
-        let reached = cron.find_previous_occurrence(&now, true).is_ok_and(|prev| iso_week(prev.date_naive()) == week);
+        let week = Stage::week_of(today);
+        let reached =
+            cron.find_previous_occurrence(&now, true).is_ok_and(|prev| Stage::week_of(prev.date_naive()) == week);
         if reached {
-            stages.push((Ladder::Digest, week));
+            stages.push((NoticeKind::Digest, Ladder::Digest, week));
         }
     }
     if let Some(n) = schedule.monthly_working_days_before_end {
         if let Some((year, month)) = report_owed_month(calendar, today, n) {
-            stages.push((Ladder::Report, month_stage(year, month)));
+            stages.push((NoticeKind::Report, Ladder::Report, Stage::Month { year, month }));
         }
     }
     let mut out = Vec::new();
     for (person, _) in report_audiences(snapshot) {
-        for (ladder, stage) in &stages {
-            let kind = NoticeKind::Digest;
+        for (kind, ladder, stage) in &stages {
             out.push(Notice {
-                kind,
+                kind: *kind,
                 directive: None,
                 recipient: person.code.clone(),
                 address: person.email.clone(),
                 channel: Channel::Email,
                 stage: stage.clone(),
-                key: notice_key(kind, &[&person.code, stage], Channel::Email),
+                key: NoticeKey::new(*kind, &[&person.code, &stage.to_string()], Channel::Email),
                 ladder: *ladder,
                 effective_due: None,
                 days_overdue: 0,
@@ -91,35 +91,30 @@ pub fn plan_reports(
 }
 
 /// Whether a queued report with `stage` may still go out on `today`; the reason when not.
+/// A digest goes out only in its own week, a report only while its month's report is owed:
+/// neither is ever sent late.
 pub fn report_still_owed(
-    stage: &str,
+    stage: &Stage,
     today: NaiveDate,
     calendar: &Calendar,
     schedule: &ReportSchedule,
 ) -> Result<(), String> {
-    if stage.contains("-W") {
-        return if digest_is_owed(&iso_week(today), stage) {
-            Ok(())
-        } else {
-            Err(format!("the week {stage} has passed; a digest is never sent late"))
-        };
+    match stage {
+        Stage::Week { .. } if *stage == Stage::week_of(today) => Ok(()),
+        Stage::Week { .. } => Err(format!("the week {stage} has passed; a digest is never sent late")),
+        Stage::Month { year, month } => {
+            let owed = schedule
+                .monthly_working_days_before_end
+                .and_then(|n| report_owed_month(calendar, today, n))
+                .is_some_and(|owed| owed == (*year, *month));
+            if owed {
+                Ok(())
+            } else {
+                Err(format!("the month {stage} has passed; a report is never sent late"))
+            }
+        }
+        other => Err(format!("{other} is not the stage of a digest or a report")),
     }
-    let owed = schedule
-        .monthly_working_days_before_end
-        .and_then(|n| report_owed_month(calendar, today, n))
-        .is_some_and(|(y, m)| month_stage(y, m) == stage);
-    if owed {
-        Ok(())
-    } else {
-        Err(format!("the month {stage} has passed; a report is never sent late"))
-    }
-}
-
-/// The month a monthly stage names (`2022-09` → (2022, 9)).
-pub fn parse_month(stage: &str) -> Option<(i32, u32)> {
-    let (y, m) = stage.split_once('-')?;
-    let month: u32 = m.parse().ok()?;
-    (1..=12).contains(&month).then_some((y.parse().ok()?, month))
 }
 
 /// Addresses of the audience's people that reject mail, as digest flags.
@@ -166,12 +161,12 @@ pub fn render_report(
     input: &ReportInput<'_>,
     person: &Person,
     audience: &Audience,
-    stage: &str,
+    stage: &Stage,
 ) -> Result<Rendered, RenderError> {
     let mut units: Vec<Unit> = input.snapshot.units.values().cloned().collect();
     units.sort_by(|a, b| a.code.cmp(&b.code));
-    match parse_month(stage).filter(|_| !stage.contains("-W")) {
-        Some((year, month)) => {
+    match *stage {
+        Stage::Month { year, month } => {
             let report = monthly_report(
                 &units,
                 &input.snapshot.people,
@@ -185,7 +180,7 @@ pub fn render_report(
             );
             renderer.render_monthly(&report, person)
         }
-        None => {
+        _ => {
             let mut digest = weekly_digest(
                 &units,
                 &input.snapshot.people,
@@ -247,7 +242,10 @@ mod tests {
     }
 
     fn keys(now: DateTime<Tz>) -> Vec<String> {
-        plan_reports(&snapshot(), &schedule(), &Calendar::load(None).unwrap(), now).into_iter().map(|n| n.key).collect()
+        plan_reports(&snapshot(), &schedule(), &Calendar::load(None).unwrap(), now)
+            .into_iter()
+            .map(|n| n.key.to_string())
+            .collect()
     }
 
     #[test]
@@ -272,12 +270,14 @@ mod tests {
     fn a_queued_report_for_a_past_week_or_month_is_no_longer_owed() {
         let cal = Calendar::load(None).unwrap();
         let monday = NaiveDate::from_ymd_opt(2022, 9, 12).unwrap();
-        assert!(report_still_owed("2022-W37", monday, &cal, &schedule()).is_ok());
-        assert!(report_still_owed("2022-W36", monday, &cal, &schedule()).is_err());
+        let week = |week| Stage::Week { year: 2022, week };
+        assert!(report_still_owed(&week(37), monday, &cal, &schedule()).is_ok());
+        assert!(report_still_owed(&week(36), monday, &cal, &schedule()).is_err());
         let oct = NaiveDate::from_ymd_opt(2022, 10, 3).unwrap();
-        assert!(report_still_owed("2022-09", oct, &cal, &schedule()).is_err());
+        let september = Stage::Month { year: 2022, month: 9 };
+        assert!(report_still_owed(&september, oct, &cal, &schedule()).is_err());
         let late_sept = NaiveDate::from_ymd_opt(2022, 9, 28).unwrap();
-        assert!(report_still_owed("2022-09", late_sept, &cal, &schedule()).is_ok());
+        assert!(report_still_owed(&september, late_sept, &cal, &schedule()).is_ok());
     }
 
     #[test]

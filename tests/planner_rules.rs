@@ -87,7 +87,8 @@ fn plan_with(
 
 /// (kind, recipient, stage) of each notice, for compact assertions.
 fn summary(notices: &[Notice]) -> Vec<(String, String, String)> {
-    let mut s: Vec<_> = notices.iter().map(|n| (n.kind.to_string(), n.recipient.clone(), n.stage.clone())).collect();
+    let mut s: Vec<_> =
+        notices.iter().map(|n| (n.kind.to_string(), n.recipient.clone(), n.stage.to_string())).collect();
     s.sort();
     s
 }

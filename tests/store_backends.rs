@@ -4,7 +4,7 @@
 mod support;
 
 use nhacviec::calendar::Calendar;
-use nhacviec::domain::{notice_key, Channel, Ladder, Notice, NoticeKind};
+use nhacviec::domain::{Channel, Ladder, MessageKind, Notice, NoticeKey, NoticeKind, Stage};
 use nhacviec::import::{read_files, KnownCodes};
 use nhacviec::store::{pack, MessageOutcome, NewMessage, NoticeRow, Store};
 use serde_json::json;
@@ -192,8 +192,8 @@ fn notice(directive: &str, recipient: &str, stage: &str) -> Notice {
         recipient: recipient.into(),
         address: format!("{recipient}@example.gov.vn"),
         channel: Channel::Email,
-        stage: stage.into(),
-        key: notice_key(NoticeKind::Overdue, &[directive, recipient, "2022-08-31", stage], Channel::Email),
+        stage: Stage::parse(Ladder::Assignee, stage).unwrap(),
+        key: NoticeKey::new(NoticeKind::Overdue, &[directive, recipient, "2022-08-31", stage], Channel::Email),
         ladder: Ladder::Assignee,
         effective_due: Some("2022-08-31".parse().unwrap()),
         days_overdue: 1,
@@ -229,14 +229,14 @@ async fn two_concurrent_claimers_never_claim_the_same_notice() {
                 if claim.notices.is_empty() {
                     return mine;
                 }
-                let keys: Vec<String> = claim.notices.iter().map(|n| n.key.clone()).collect();
+                let keys: Vec<NoticeKey> = claim.notices.iter().map(|n| n.key.clone()).collect();
                 let message = NewMessage {
                     id: uuid::Uuid::new_v4().to_string(),
                     message_id: format!("<{}@t>", uuid::Uuid::new_v4()),
-                    kind: "reminder".into(),
+                    kind: MessageKind::Reminder,
                     recipient: claim.notices[0].recipient.clone(),
                     address: "x@example.gov.vn".into(),
-                    channel: "email".into(),
+                    channel: Channel::Email,
                     subject: "s".into(),
                     payload: "p".into(),
                     packed: pack("p"),
@@ -249,8 +249,8 @@ async fn two_concurrent_claimers_never_claim_the_same_notice() {
         };
         let other = open(&url).await;
         let (a, b) = tokio::join!(claimer(store.clone(), "a"), claimer(other, "b"));
-        let a: HashSet<String> = a.into_iter().collect();
-        let b: HashSet<String> = b.into_iter().collect();
+        let a: HashSet<NoticeKey> = a.into_iter().collect();
+        let b: HashSet<NoticeKey> = b.into_iter().collect();
         assert!(a.is_disjoint(&b), "{backend:?}: a notice was claimed twice");
         assert_eq!(a.len() + b.len(), 400, "{backend:?}: a notice was lost");
     }
@@ -269,10 +269,10 @@ async fn a_leased_message_is_taken_by_one_claimer_and_only_its_holder_records_th
         let message = NewMessage {
             id: id.clone(),
             message_id: "<m@t>".into(),
-            kind: "reminder".into(),
+            kind: MessageKind::Reminder,
             recipient: "lien".into(),
             address: "lien@example.gov.vn".into(),
-            channel: "email".into(),
+            channel: Channel::Email,
             subject: "s".into(),
             payload: "p".into(),
             packed: pack("p"),
@@ -307,10 +307,10 @@ fn lien_message(who: &str, plan: &[Notice]) -> NewMessage {
     NewMessage {
         id: format!("m-{who}"),
         message_id: format!("<{who}@t>"),
-        kind: "reminder".into(),
+        kind: MessageKind::Reminder,
         recipient: "lien".into(),
         address: "lien@example.gov.vn".into(),
-        channel: "email".into(),
+        channel: Channel::Email,
         subject: "s".into(),
         payload: "p".into(),
         packed: pack("p"),

@@ -3,10 +3,12 @@
 //! one recipient per transaction, each send under a timeout — or writes `.eml` files.
 
 use super::smtp_pool::{Security, SmtpPool};
-use super::DeliveryError;
+use super::{Built, Channel, DeliveryError, Envelope, Stored};
 use crate::config::{Config, ConfigError, MailTransport, TlsMode};
+use crate::domain;
+use crate::render::{ReminderInput, Rendered, Renderer};
 use chrono::{DateTime, Utc};
-use lettre::address::Envelope;
+use futures_util::future::BoxFuture;
 use lettre::message::header::{ContentType, Date, MessageId};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -151,7 +153,7 @@ impl EmailChannel {
         };
         let to: Address =
             address.parse().map_err(|e| DeliveryError::Permanent(format!("invalid address {address:?}: {e}")))?;
-        let envelope = Envelope::new(Some(self.from.email.clone()), vec![to])
+        let envelope = lettre::address::Envelope::new(Some(self.from.email.clone()), vec![to])
             .map_err(|e| DeliveryError::Permanent(format!("envelope: {e}")))?;
         match tokio::time::timeout(self.timeout, pool.send(&envelope, raw.as_bytes())).await {
             Ok(result) => result,
@@ -270,6 +272,43 @@ pub fn resolve_credential(name: &str) -> PathBuf {
         }
     }
     path
+}
+
+impl EmailChannel {
+    /// The MIME message of one rendering, to `to`.
+    fn build(&self, rendered: Rendered, to: &Envelope<'_>) -> Result<Built, String> {
+        let raw = compose(Draft {
+            from: &self.from,
+            to_name: &to.person.name,
+            to_address: &to.person.email,
+            subject: &rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+            message_id: to.message_id,
+            date: to.now.to_utc(),
+        })
+        .map_err(|e| format!("cannot be built: {e}"))?;
+        Ok(Built { subject: header_text(&rendered.subject), payload: raw })
+    }
+}
+
+impl Channel for EmailChannel {
+    fn name(&self) -> domain::Channel {
+        domain::Channel::Email
+    }
+
+    fn reminder(&self, renderer: &Renderer, input: &ReminderInput<'_>, to: &Envelope<'_>) -> Result<Built, String> {
+        let rendered = renderer.reminder(input).map_err(|e| format!("cannot be rendered: {e}"))?;
+        self.build(rendered, to)
+    }
+
+    fn report(&self, rendered: Rendered, to: &Envelope<'_>) -> Result<Built, String> {
+        self.build(rendered, to)
+    }
+
+    fn send<'a>(&'a self, message: Stored<'a>) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(EmailChannel::send(self, message.message_id, message.address, message.payload))
+    }
 }
 
 #[cfg(test)]

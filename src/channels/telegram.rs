@@ -3,7 +3,10 @@
 //! The bot token is read from a credential file, never from the configuration file.
 
 use super::http_status::{classify, network_error};
-use super::DeliveryError;
+use super::{Built, Channel, DeliveryError, Envelope, Stored};
+use crate::domain;
+use crate::render::{ReminderInput, Renderer};
+use futures_util::future::BoxFuture;
 use std::time::Duration;
 
 pub struct TelegramChannel {
@@ -44,5 +47,22 @@ impl TelegramChannel {
         let body_wait =
             serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["parameters"]["retry_after"].as_u64());
         classify(status, body_wait.or(header_wait), &body)
+    }
+}
+
+impl Channel for TelegramChannel {
+    fn name(&self) -> domain::Channel {
+        domain::Channel::Telegram
+    }
+
+    /// A `sendMessage` body: the person's chat id and the short chat text.
+    fn reminder(&self, renderer: &Renderer, input: &ReminderInput<'_>, to: &Envelope<'_>) -> Result<Built, String> {
+        let text = renderer.chat(input).map_err(|e| format!("cannot be rendered: {e}"))?;
+        let chat_id = to.person.address_on(domain::Channel::Telegram).unwrap_or_default();
+        Ok(Built::chat(serde_json::json!({ "chat_id": chat_id, "text": text }).to_string()))
+    }
+
+    fn send<'a>(&'a self, message: Stored<'a>) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(TelegramChannel::send(self, message.payload))
     }
 }

@@ -4,8 +4,12 @@
 //! idempotency key, identical on every retry, so the receiver can drop duplicates.
 
 use super::http_status::{classify, network_error};
-use super::DeliveryError;
+use super::{Built, Channel, DeliveryError, Envelope, Stored};
+use crate::domain;
+use crate::render::{ReminderInput, Renderer};
+use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
+use serde_json::json;
 use sha2::Sha256;
 use std::time::Duration;
 
@@ -61,6 +65,52 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     let digest = mac.finalize().into_bytes();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256={hex}")
+}
+
+impl Channel for WebhookChannel {
+    fn name(&self) -> domain::Channel {
+        domain::Channel::Webhook
+    }
+
+    /// Receivers get one request per notice, idempotent by its key.
+    fn one_notice_per_message(&self) -> bool {
+        true
+    }
+
+    /// The JSON a receiver gets for one notice (documented in the README); a confidential
+    /// directive's title is left out.
+    fn reminder(&self, _renderer: &Renderer, input: &ReminderInput<'_>, to: &Envelope<'_>) -> Result<Built, String> {
+        let notice = input.notices.first().ok_or("no notice to send")?;
+        let directive = notice.directive.as_deref().and_then(|code| input.directives.get(code).copied());
+        let shown = directive.filter(|d| !d.confidential);
+        let person = to.person;
+        let payload = json!({
+            "key": notice.key,
+            "kind": notice.kind,
+            "directive": notice.directive,
+            "title": shown.map(|d| d.title.clone()),
+            "unit": directive.map(|d| d.unit.clone()),
+            "confidential": directive.is_some_and(|d| d.confidential),
+            "recipient": person.code,
+            "recipient_name": person.name,
+            "webhook_id": person.address_on(domain::Channel::Webhook),
+            "stage": notice.stage,
+            "due_on": notice.effective_due,
+            "days_overdue": notice.days_overdue,
+        });
+        Ok(Built::chat(payload.to_string()))
+    }
+
+    /// Posted under the notice's key (from the payload), the same on every retry.
+    fn send<'a>(&'a self, message: Stored<'a>) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let key = serde_json::from_str::<serde_json::Value>(message.payload)
+                .ok()
+                .and_then(|v| v["key"].as_str().map(String::from))
+                .unwrap_or_else(|| message.message_id.to_string());
+            WebhookChannel::send(self, &key, message.payload).await
+        })
+    }
 }
 
 #[cfg(test)]

@@ -11,10 +11,10 @@
 
 use super::{Deliverer, DeliveryStats, Phases};
 use crate::config::Backend;
-use crate::domain::{Directive, Notice, NoticeKind};
+use crate::domain::{Directive, MessageKind, Notice, Superseded};
 use crate::planner::Snapshot;
 
-use crate::store::{claim_order, ClaimedMessage, NewMessage, NoticeRow, QueuedNotice, StoreError};
+use crate::store::{claim_order, ClaimedMessage, NewMessage, NoticeRow, StoreError};
 use chrono::DateTime;
 use chrono_tz::Tz;
 use std::collections::HashMap;
@@ -176,7 +176,7 @@ impl Deliverer<'_> {
         let keys: Vec<&str> = owed.iter().map(|n| n.key.as_str()).collect();
         let states = self.store.states_of(&keys).await?;
         drop(keys);
-        let route = |n: &Notice| (n.recipient.clone(), n.channel.as_str().to_string());
+        let route = |n: &Notice| (n.recipient.clone(), n.channel);
         // A person's route goes direct only if the plan owes every notice pending on it.
         let mut unowed_pending = self.store.pending_per_route().await?;
         for (n, _) in owed.iter().zip(&states).filter(|(_, state)| **state == Some(true)) {
@@ -187,7 +187,7 @@ impl Deliverer<'_> {
         let mut direct = Vec::new();
         let mut later = Vec::new();
         for (n, state) in owed.iter().zip(states) {
-            let goes_direct = n.kind != NoticeKind::Digest
+            let goes_direct = n.kind.message_kind() == MessageKind::Reminder
                 && snapshot.people.get(&n.recipient).is_some_and(|p| p.active)
                 && unowed_pending.get(&route(n)).is_none_or(|left| *left <= 0);
             match state {
@@ -209,8 +209,7 @@ impl Deliverer<'_> {
         directives: &HashMap<&str, &Directive>,
     ) -> Rendered<'b> {
         let started = Instant::now();
-        let queued: Vec<QueuedNotice> = batch.iter().map(|p| QueuedNotice::from(p.notice)).collect();
-        let refs: Vec<&QueuedNotice> = queued.iter().collect();
+        let refs: Vec<&Notice> = batch.iter().map(|p| p.notice).collect();
         let (messages, superseded) = self.render_groups(snapshot, now, &refs, directives);
         Rendered { batch, messages, superseded, took: started.elapsed() }
     }
@@ -230,7 +229,7 @@ impl Deliverer<'_> {
         let started = Instant::now();
         let message_of: HashMap<&str, &str> =
             messages.iter().flat_map(|m| m.notice_keys.iter().map(|k| (k.as_str(), m.id.as_str()))).collect();
-        let reason_of: HashMap<&str, &str> = superseded.iter().map(|(k, r)| (k.as_str(), r.as_str())).collect();
+        let reason_of: HashMap<&str, &str> = superseded.iter().map(|s| (s.key.as_str(), s.reason.as_str())).collect();
         let rows: Vec<NoticeRow> = batch
             .iter()
             .map(|&Planned { notice: n, adopted }| {
@@ -258,10 +257,7 @@ impl Deliverer<'_> {
         done.adopted += batch.len() - new_in(batch).count();
         done.stats.messages_created += messages.len();
         done.stats.superseded += superseded.len();
-        for (key, reason) in &superseded {
-            self.metrics.record_message("reminder", "email", "superseded");
-            tracing::info!(key, reason, "notice superseded, not sent");
-        }
+        self.count_superseded(&superseded);
         Ok(self.sendable(messages, &mut done.stats))
     }
 
@@ -301,7 +297,7 @@ struct Rendered<'b> {
     batch: &'b [Planned<'b>],
     messages: Vec<NewMessage>,
     /// Notices that could not be rendered or addressed, with the reason.
-    superseded: Vec<(String, String)>,
+    superseded: Vec<Superseded>,
     took: std::time::Duration,
 }
 
@@ -319,7 +315,7 @@ fn batch_end(notices: &[Planned], size: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, Ladder};
+    use crate::domain::{Channel, Ladder, NoticeKind};
 
     fn notice(recipient: &str, i: usize) -> Notice {
         Notice {
@@ -328,8 +324,8 @@ mod tests {
             recipient: recipient.into(),
             address: format!("{recipient}@example.gov.vn"),
             channel: Channel::Email,
-            stage: "T+1".into(),
-            key: format!("overdue:D{i}:{recipient}:T+1:email"),
+            stage: crate::domain::Stage::Day(1),
+            key: crate::domain::NoticeKey::stored(format!("overdue:D{i}:{recipient}:T+1:email")),
             ladder: Ladder::Assignee,
             effective_due: None,
             days_overdue: 1,

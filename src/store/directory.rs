@@ -1,9 +1,9 @@
 //! Units, people, directives and calendar days: upserted by `import` in one transaction,
 //! read back whole (units, people, calendar) or pre-filtered (directives) for the planner.
 
+use super::dialect::Dialect;
 use super::rows::{CalendarRow, DirectiveRow, PersonRow, UnitRow, DIRECTIVE_COLUMNS, PERSON_COLUMNS};
 use super::{keep_prepared, rows_per_statement, Marks, Result, Store, StoreError, Tx};
-use crate::config::Backend;
 use crate::domain::{Bounce, CalendarDay, Directive, Person, Unit};
 use chrono::NaiveDate;
 use futures_util::TryStreamExt;
@@ -54,11 +54,13 @@ fn bind<'q>(query: Query<'q, Any, AnyArguments<'q>>, value: Value) -> Query<'q, 
     }
 }
 
-/// SQLite page cache while importing, and SQLite's default, in KiB.
-const IMPORT_CACHE_KIB: u32 = 65_536;
-const DEFAULT_CACHE_KIB: u32 = 2_000;
-
-async fn upsert(tx: &mut Tx, backend: Backend, table: &str, columns: &[&str], rows: Vec<Vec<Value>>) -> Result<()> {
+async fn upsert(
+    tx: &mut Tx,
+    dialect: &'static dyn Dialect,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Value>>,
+) -> Result<()> {
     let updates: Vec<String> = columns[1..].iter().map(|c| format!("{c} = excluded.{c}")).collect();
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
@@ -66,7 +68,7 @@ async fn upsert(tx: &mut Tx, backend: Backend, table: &str, columns: &[&str], ro
         let sql = format!(
             "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
             columns.join(", "),
-            Marks::new(backend).rows(chunk.len(), columns.len()),
+            Marks::new(dialect).rows(chunk.len(), columns.len()),
             columns[0],
             updates.join(", ")
         );
@@ -84,7 +86,9 @@ async fn upsert(tx: &mut Tx, backend: Backend, table: &str, columns: &[&str], ro
 /// `commit` rolls everything back.
 pub struct Importer {
     tx: Tx,
-    backend: Backend,
+    dialect: &'static dyn Dialect,
+    /// Run before the commit, to undo what the import set for itself.
+    restore: Option<String>,
     counts: ImportCounts,
 }
 
@@ -93,7 +97,7 @@ impl Importer {
         let at = || Value::Int(now_epoch);
         upsert(
             &mut self.tx,
-            self.backend,
+            self.dialect,
             "units",
             &["code", "name", "head", "leader", "updated_at"],
             units
@@ -112,7 +116,7 @@ impl Importer {
         let at = || Value::Int(now_epoch);
         upsert(
             &mut self.tx,
-            self.backend,
+            self.dialect,
             "people",
             &[
                 "code",
@@ -155,7 +159,7 @@ impl Importer {
         let at = || Value::Int(now_epoch);
         upsert(
             &mut self.tx,
-            self.backend,
+            self.dialect,
             "directives",
             &[
                 "code",
@@ -205,7 +209,7 @@ impl Importer {
     pub async fn calendar(&mut self, calendar: &[CalendarDay]) -> Result<()> {
         upsert(
             &mut self.tx,
-            self.backend,
+            self.dialect,
             "calendar_days",
             &["date", "kind", "note"],
             calendar.iter().map(|c| vec![text(&c.date.to_string()), text(c.kind.as_str()), text(&c.note)]).collect(),
@@ -217,8 +221,8 @@ impl Importer {
 
     /// Makes the whole import visible at once.
     pub async fn commit(mut self) -> Result<ImportCounts> {
-        if self.backend == Backend::Sqlite {
-            sqlx::query(&format!("PRAGMA cache_size = -{DEFAULT_CACHE_KIB}")).execute(&mut *self.tx).await?;
+        if let Some(restore) = &self.restore {
+            sqlx::query(restore).execute(&mut *self.tx).await?;
         }
         self.tx.commit().await?;
         Ok(self.counts)
@@ -230,13 +234,12 @@ impl Store {
     /// together on `commit`.
     pub async fn begin_import(&self) -> Result<Importer> {
         let mut tx = self.begin_write().await?;
-        if self.backend == Backend::Sqlite {
-            // A big import rewrites index pages all over the file; with SQLite's default 2 MB
-            // page cache they spill and are re-read again and again (a quarter of the time
-            // at a million rows). `commit` puts the default back.
-            sqlx::query(&format!("PRAGMA cache_size = -{IMPORT_CACHE_KIB}")).execute(&mut *tx).await?;
+        let settings = self.dialect.import_settings();
+        if let Some((set, _)) = &settings {
+            sqlx::query(set).execute(&mut *tx).await?;
         }
-        Ok(Importer { tx, backend: self.backend, counts: ImportCounts::default() })
+        let restore = settings.map(|(_, restore)| restore);
+        Ok(Importer { tx, dialect: self.dialect, restore, counts: ImportCounts::default() })
     }
 
     /// Upserts everything by code in one transaction: all of it lands, or none of it.
@@ -301,8 +304,8 @@ impl Store {
         let due_until = window.due_until.to_string();
         let closed_since = window.closed_since.to_string();
         let mut directives = Vec::new();
-        match self.backend {
-            Backend::Postgres => {
+        if !self.dialect.reads_rows_as_json() {
+            {
                 // Rows are converted as they stream in, never held twice. Sorted here, not by
                 // ORDER BY: 100,000 rows overflow the default work_mem, and PostgreSQL sorted
                 // them on disk (an external merge of 22 MB) before sending the first one.
@@ -313,13 +316,12 @@ impl Store {
                     directives.push(Directive::try_from(row)?);
                 }
             }
-            Backend::Sqlite => {
-                // sqlx hands SQLite rows over one at a time between threads, at some 7 µs a
-                // row through `Any`: 0.7–1 s for the 100,000 directives of a national window.
-                // Aggregated into JSON, about a thousand rows a chunk, the same rows cost
-                // 0.26 s. The row ids come from the indexes alone; the rows are then read in
-                // row-id order, front to back through the file. Sorted here: SQLite, asked to
-                // ORDER BY code over a UNION, reads the whole table in code order instead.
+        } else {
+            {
+                // Aggregated into JSON rows (see the dialect). The row ids come from the
+                // indexes alone; the rows are then read in row-id order, front to back through
+                // the file. Sorted here: SQLite, asked to ORDER BY code over a UNION, reads the
+                // whole table in code order instead.
                 let sql = format!(
                     "SELECT json_group_array(json_array({DIRECTIVE_COLUMNS})) FROM directives
                       WHERE rowid IN ({}) GROUP BY rowid >> 10",
@@ -371,9 +373,9 @@ impl Store {
     pub async fn directives_by_code(&self, codes: &[String]) -> Result<Vec<Directive>> {
         let mut out = Vec::with_capacity(codes.len());
         for chunk in codes.chunks(rows_per_statement(1)) {
-            let list = Marks::new(self.backend).tuple(chunk.len());
-            match self.backend {
-                Backend::Postgres => {
+            let list = self.marks().tuple(chunk.len());
+            if !self.dialect.reads_rows_as_json() {
+                {
                     let sql = format!("SELECT {DIRECTIVE_COLUMNS} FROM directives WHERE code IN {list}");
                     let mut query = sqlx::query_as::<_, DirectiveRow>(&sql)
                         .persistent(keep_prepared(chunk.len(), rows_per_statement(1)));
@@ -384,7 +386,8 @@ impl Store {
                         out.push(Directive::try_from(row)?);
                     }
                 }
-                Backend::Sqlite => {
+            } else {
+                {
                     // One JSON row instead of a row per directive (see `planning_directives`):
                     // a national round re-checks the directive of every one of its notices.
                     let sql = format!(

@@ -1,26 +1,30 @@
-//! The store: the one place that talks to the database. Units, people, directives and the
-//! calendar flow in from `import`; the planner's snapshot flows out; the outbox lives here.
-//! One code path serves SQLite and PostgreSQL through sqlx's `Any` driver with portable SQL
-//! (`$n` placeholders, ISO-text dates, integer epochs); SQL differs per backend only where it
-//! must (write-transaction start, claiming with `SKIP LOCKED`) or where one backend is slow at
-//! scale: `?` in SQLite's bulk statements, SQLite's large reads aggregated into JSON rows, an
-//! index named to SQLite's planner, sequential scans ruled out for PostgreSQL's key lookups.
+//! Store: the one place that talks to the database. Units, people, directives and the
+//! calendar flow in from `import` and sources; the planner's snapshot flows out; the outbox
+//! (notices, messages and their payloads) lives here. One code path serves SQLite and
+//! PostgreSQL through sqlx's `Any` driver; what SQL differs per backend sits behind the
+//! [`dialect`]. Each statement is a small named function in the module of its tables.
 
+mod dialect;
 mod directory;
-mod outbox;
+mod messages;
+mod notices;
+mod payloads;
 mod rows;
+mod status;
 mod tx;
 
 pub use tx::Tx;
 
+pub(crate) use dialect::Marks;
 pub use directory::{ImportCounts, Importer, PlanningWindow};
-pub(crate) use outbox::claim_order;
-pub use outbox::{
-    pack, ClaimedMessage, DeadCause, DeadLetter, MessageOutcome, NewMessage, NoticeClaim, NoticeRow, OutboxCounts,
-    QueuedNotice, StatusReport,
-};
+pub use messages::{ClaimedMessage, DeadCause, MessageOutcome, NewMessage};
+pub(crate) use notices::claim_order;
+pub use notices::{NoticeClaim, NoticeRow};
+pub use payloads::pack;
+pub use status::{DeadLetter, OutboxCounts, StatusReport};
 
 use crate::config::{backend_of, Backend};
+use dialect::Dialect;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
@@ -79,7 +83,7 @@ impl From<sqlx::Error> for StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    backend: Backend,
+    dialect: &'static dyn Dialect,
 }
 
 impl Store {
@@ -87,84 +91,64 @@ impl Store {
     pub async fn open(url: &str, max_connections: u32, busy_timeout_ms: u64) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = backend_of(url).map_err(|e| StoreError::Url(e.to_string()))?;
+        let dialect = dialect::of(backend);
         let url = match backend {
-            Backend::Sqlite => sqlite_url_creating_parent(url)?,
+            Backend::Sqlite => dialect::sqlite_url_creating_parent(url)?,
             Backend::Postgres => url.to_string(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
         if backend == Backend::Sqlite {
             // A damaged file must fail here, at once and by name, not after the pool has
             // spent its acquire timeout retrying connections that fail the same way.
-            check_sqlite_file(&url, &options).await?;
+            dialect::check_sqlite_file(&url, &options).await?;
         }
+        let on_connect = dialect.on_connect(busy_timeout_ms);
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
+                let on_connect = on_connect.clone();
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; the busy timeout makes a
-                        // writer wait for another instead of failing; NORMAL is durable in WAL.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute(format!("PRAGMA busy_timeout = {busy_timeout_ms}").as_str()).await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        // Checkpoint every 32 MB of WAL rather than every 4 MB: each checkpoint
-                        // syncs the database file, and a national round of ten thousand
-                        // messages (a quarter of a gigabyte) otherwise spent seconds on them.
-                        conn.execute("PRAGMA wal_autocheckpoint = 8192").await?;
+                    for statement in &on_connect {
+                        conn.execute(statement.as_str()).await?;
                     }
                     Ok(())
                 })
             })
             .connect_with(options)
             .await?;
-        let store = Store { pool, backend };
+        let store = Store { pool, dialect };
         store.migrate().await?;
         Ok(store)
     }
 
     /// Brings the schema up to date (idempotent; every command that needs the schema calls it).
     pub async fn migrate(&self) -> Result<()> {
-        match self.backend {
-            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
-            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await?,
-        }
+        self.dialect.migrator().run(&self.pool).await?;
         Ok(())
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.dialect.backend()
     }
 
-    /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`),
-    /// so two writers queue on the busy timeout instead of deadlocking on a lock upgrade.
+    /// A write transaction, begun as the backend needs (SQLite takes the write lock up front).
     pub(crate) async fn begin_write(&self) -> Result<Tx> {
-        let begin = match self.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
-        };
-        Ok(Tx::begin(&self.pool, begin).await?)
+        Ok(Tx::begin(&self.pool, self.dialect.begin_write()).await?)
     }
 
-    /// For a transaction whose every statement finds rows by key: on PostgreSQL, rules out
-    /// sequential scans. Without statistics — the outbox just grew by 100,000 notices and
-    /// autovacuum has not analyzed it yet — PostgreSQL reckons that a thousand keys `IN (…)`
-    /// match the whole table, scans it, and compares each row against the whole list: eight
-    /// minutes for a tick's 174 lookups of a thousand keys, instead of half a second.
-    /// Hash and merge joins are ruled out too: joined to a `VALUES` list of 500 keys, an
-    /// `UPDATE … AND status = 'pending'` otherwise read every pending notice through the
-    /// partial index to hash them (46 ms a statement at 100,000 pending, against 7.6 ms
-    /// looking each key up in the primary key): most of a morning round on PostgreSQL.
+    /// For a transaction whose every statement finds rows by key: tells the backend so, if
+    /// it needs telling (see the PostgreSQL dialect).
     pub(crate) async fn index_lookups_only(&self, tx: &mut Tx) -> Result<()> {
-        if self.backend == Backend::Postgres {
-            sqlx::query(
-                "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
-                        set_config('enable_mergejoin', 'off', true)",
-            )
-            .execute(&mut **tx)
-            .await?;
+        if let Some(sql) = self.dialect.lookups_by_key_only() {
+            sqlx::query(sql).execute(&mut **tx).await?;
         }
         Ok(())
+    }
+
+    /// Placeholders for one statement of this backend.
+    pub(crate) fn marks(&self) -> Marks {
+        Marks::new(self.dialect)
     }
 
     /// True when the database answers a trivial query.
@@ -174,125 +158,6 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-}
-
-/// The file part of a `sqlite://PATH?…` URL.
-fn sqlite_path(url: &str) -> &str {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    rest.split_once('?').map_or(rest, |(path, _)| path)
-}
-
-/// What SQLite writes at the start of every database file.
-const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
-
-/// Refuses a file that exists but is not a nhacviec database: empty (SQLite would take a
-/// 0-byte file for a new database and silently start afresh), of another format, damaged,
-/// or another application's database. A missing file is fine: it is created.
-async fn check_sqlite_file(url: &str, options: &AnyConnectOptions) -> Result<()> {
-    use sqlx::ConnectOptions;
-    let path = sqlite_path(url);
-    let not_ours = |why: String| StoreError::Malformed(format!("{path}: {why}"));
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Ok(());
-    };
-    if meta.is_dir() {
-        return Err(not_ours("is a folder, not a database file".into()));
-    }
-    if meta.len() == 0 {
-        return Err(not_ours(
-            "the file is empty (0 bytes), not a nhacviec database; remove it to start a new one".into(),
-        ));
-    }
-    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
-    let read = std::fs::File::open(path)
-        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 16), &mut header));
-    if let Err(e) = read {
-        return Err(not_ours(format!("cannot read it: {e}")));
-    }
-    if header.as_slice() != SQLITE_HEADER {
-        return Err(not_ours("is not a SQLite database file".into()));
-    }
-    // Only a damaged file is "not ours"; a full disk or a read-only folder says so itself.
-    let ours_or = |e: sqlx::Error| match StoreError::from(e) {
-        StoreError::Malformed(why) => not_ours(format!("malformed: {why}")),
-        other => other,
-    };
-    let mut conn = options.connect().await.map_err(ours_or)?;
-    let tables: Vec<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .fetch_all(&mut conn)
-        .await
-        .map_err(ours_or)?;
-    let _ = sqlx::Connection::close(conn).await;
-    let ours = tables.iter().any(|(name,)| name == "_sqlx_migrations" || name == "notices");
-    if !tables.is_empty() && !ours {
-        return Err(not_ours("holds another application's tables, not a nhacviec database".into()));
-    }
-    Ok(())
-}
-
-/// `sqlite://var/x.db` → `sqlite://var/x.db?mode=rwc`, creating `var/` if needed.
-fn sqlite_url_creating_parent(url: &str) -> Result<String> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or_else(|| StoreError::Url(format!("{url}: expected sqlite://PATH")))?;
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" {
-        return Err(StoreError::Url(
-            "an in-memory SQLite database would vanish between commands; give a file path".into(),
-        ));
-    }
-    if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| StoreError::Url(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    let query = if query.contains("mode=") {
-        query.to_string()
-    } else if query.is_empty() {
-        "mode=rwc".to_string()
-    } else {
-        format!("{query}&mode=rwc")
-    };
-    Ok(format!("sqlite://{path}?{query}"))
-}
-
-/// The placeholders of one statement, handed out in bind order: `$1, $2, …` on PostgreSQL,
-/// plain `?` on SQLite. SQLite finds a *named* parameter (`$7`) by scanning the statement's
-/// list of names, and sqlx asks for the name of every parameter it binds, so binding n named
-/// parameters costs n²: a 3,000-parameter insert spent three quarters of its time there.
-/// Anonymous `?` bind by position in O(1). A statement takes all its placeholders from one
-/// `Marks`, or none (sqlx cannot mix the two forms).
-pub(crate) struct Marks {
-    backend: Backend,
-    next: usize,
-}
-
-impl Marks {
-    pub(crate) fn new(backend: Backend) -> Marks {
-        Marks { backend, next: 1 }
-    }
-
-    /// The next placeholder.
-    pub(crate) fn mark(&mut self) -> String {
-        let i = self.next;
-        self.next += 1;
-        match self.backend {
-            Backend::Sqlite => "?".to_string(),
-            Backend::Postgres => format!("${i}"),
-        }
-    }
-
-    /// `(…)` holding the next `n` placeholders: an `IN` list or one row of `VALUES`.
-    pub(crate) fn tuple(&mut self, n: usize) -> String {
-        let list: Vec<String> = (0..n).map(|_| self.mark()).collect();
-        format!("({})", list.join(", "))
-    }
-
-    /// `n` rows of `width` placeholders each, for a multi-row `VALUES`.
-    pub(crate) fn rows(&mut self, n: usize, width: usize) -> String {
-        let rows: Vec<String> = (0..n).map(|_| self.tuple(width)).collect();
-        rows.join(", ")
     }
 }
 

@@ -2,7 +2,9 @@
 //! their conversion into domain types; a value that does not parse is reported as corrupt.
 
 use super::{Result, StoreError};
-use crate::domain::{CalendarDay, Channel, Directive, Person, Reach, Unit};
+use crate::domain::{
+    CalendarDay, Channel, Directive, Ladder, Notice, NoticeKey, NoticeKind, Person, Reach, Stage, Unit,
+};
 use chrono::NaiveDate;
 use std::str::FromStr;
 
@@ -131,6 +133,55 @@ impl TryFrom<CalendarRow> for CalendarDay {
             date: parse("calendar_days", "date", &r.date)?,
             kind: parse("calendar_days", "kind", &r.kind)?,
             note: r.note,
+        })
+    }
+}
+
+/// A notice as the outbox holds it.
+#[derive(sqlx::FromRow)]
+pub(super) struct NoticeRecord {
+    key: String,
+    kind: String,
+    directive: Option<String>,
+    recipient: String,
+    address: String,
+    channel: String,
+    ladder: String,
+    stage: String,
+    effective_due: Option<String>,
+    days_overdue: i64,
+}
+
+/// The column list matching [`NoticeRecord`].
+pub(super) const NOTICE_COLUMNS: &str =
+    "key, kind, directive, recipient, address, channel, ladder, stage, effective_due, days_overdue";
+
+impl TryFrom<NoticeRecord> for Notice {
+    type Error = StoreError;
+    fn try_from(r: NoticeRecord) -> Result<Notice> {
+        const T: &str = "notices";
+        let ladder: Ladder = parse(T, "ladder", &r.ladder)?;
+        let kind = match parse(T, "kind", &r.kind)? {
+            // Recorded before monthly reports had a kind of their own.
+            NoticeKind::Digest if ladder == Ladder::Report => NoticeKind::Report,
+            kind => kind,
+        };
+        let stage = Stage::parse(ladder, &r.stage).map_err(|_| StoreError::Corrupt {
+            table: T,
+            column: "stage",
+            value: r.stage.clone(),
+        })?;
+        Ok(Notice {
+            kind,
+            channel: parse(T, "channel", &r.channel)?,
+            effective_due: parse_date(T, "effective_due", r.effective_due.as_deref())?,
+            days_overdue: i32::try_from(r.days_overdue).unwrap_or(i32::MAX),
+            key: NoticeKey::stored(r.key),
+            directive: r.directive,
+            recipient: r.recipient,
+            address: r.address,
+            stage,
+            ladder,
         })
     }
 }
