@@ -5,6 +5,7 @@
 use crate::calendar::Calendar;
 pub use crate::channels::outlets_templates_dir as templates_dir;
 pub use crate::channels::Outlets;
+use crate::clock::Clock;
 use crate::config::{redact_url, Config};
 use crate::delivery::{Deliverer, DeliveryStats, PlannedDelivery, UnrecordedOutcome};
 use crate::domain::{Directive, Notice};
@@ -19,7 +20,6 @@ use chrono_tz::Tz;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// What one tick did, for logs, `tick`'s summary and the daemon's status line.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -45,6 +45,8 @@ pub struct App {
     pub owner: String,
     /// Counters served on /metrics.
     pub metrics: Arc<Metrics>,
+    /// The logical now, message ids and jitter.
+    pub clock: Arc<Clock>,
     /// Sends whose outcome the database did not take (see [`UnrecordedOutcome`]).
     unrecorded: std::sync::Mutex<Vec<UnrecordedOutcome>>,
 }
@@ -57,17 +59,19 @@ impl App {
             .await
             .with_context(|| format!("cannot open the database {}", redact_url(&db.url)))?;
         let base_calendar = Calendar::load(config.calendar_dir()).context("cannot load the calendar")?;
-        let today = chrono::Utc::now().with_timezone(&config.timezone).date_naive();
+        let clock = Arc::new(Clock::system());
+        let today = clock.now_in(config.timezone).date_naive();
         for year in base_calendar.missing_years(today) {
             tracing::warn!(
                 year,
                 "no calendar file for {year}: holidays and working Saturdays are unknown; add config/calendar/{year}.toml"
             );
         }
-        let owner = format!("{}:{}:{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().to_string()[..8]);
+        let id = clock.new_id().simple().to_string();
+        let owner = format!("{}:{}:{}", hostname(), std::process::id(), &id[id.len() - 8..]);
         let metrics = Arc::new(Metrics::new());
         metrics.declare_channel("email");
-        Ok(App { config, store, base_calendar, owner, metrics, unrecorded: Default::default() })
+        Ok(App { config, store, base_calendar, owner, metrics, clock, unrecorded: Default::default() })
     }
 
     /// The calendar files with the imported days laid over them.
@@ -135,7 +139,7 @@ impl App {
         outlets: &Outlets,
         stopping: &AtomicBool,
     ) -> anyhow::Result<TickReport> {
-        let started = Instant::now();
+        let started = crate::clock::monotonic();
         self.record_kept_outcomes().await?;
         let calendar = self.calendar().await?;
         let snapshot = self.snapshot(&calendar, now).await?;
@@ -188,6 +192,7 @@ impl App {
             outlets,
             owner: &self.owner,
             metrics: &self.metrics,
+            clock: &self.clock,
             stopping,
             paused: Default::default(),
             unrecorded: &self.unrecorded,

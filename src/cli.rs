@@ -2,6 +2,7 @@
 //! Output formats here (`plan --json`, `status --json`) are a contract for scripts.
 
 use crate::app::App;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::digest_render::DigestRenderer;
 use crate::domain::{Notice, Stage};
@@ -10,7 +11,7 @@ use crate::planner::Snapshot;
 use crate::reports::{audience_of, render_report, ReportInput};
 use crate::time::parse_instant;
 use anyhow::{bail, Context};
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike};
 use chrono_tz::Tz;
 use clap::{Parser, Subcommand};
 use std::collections::BTreeMap;
@@ -87,8 +88,6 @@ pub enum Command {
         #[arg(long, value_name = "ADDRESS")]
         to: String,
     },
-    /// Benchmark planning, enqueue, rendering, delivery and memory on a synthetic agency.
-    Bench(crate::bench::BenchArgs),
 }
 
 /// Runs the parsed command; errors carry the one-line reason main prints.
@@ -107,7 +106,6 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Run => crate::scheduler::run(config).await,
         Command::Status { json } => status(config, json).await,
         Command::SendTest { to } => send_test(config, &to).await,
-        Command::Bench(args) => crate::bench::run(config, args).await,
         Command::Digest { leader, at, html } => preview(config, &leader, at.as_deref(), html, false).await,
         Command::Report { leader, at, html } => preview(config, &leader, at.as_deref(), html, true).await,
     }
@@ -116,12 +114,12 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 fn instant(config: &Config, at: Option<&str>) -> anyhow::Result<DateTime<Tz>> {
     match at {
         Some(text) => parse_instant(text, config.timezone).map_err(anyhow::Error::msg),
-        None => Ok(Utc::now().with_timezone(&config.timezone)),
+        None => Ok(Clock::system().now_in(config.timezone)),
     }
 }
 
 fn check_config(config: &Config) -> anyhow::Result<()> {
-    let checked = crate::preflight::preflight(config, Utc::now())?;
+    let checked = crate::preflight::preflight(config, Clock::system().now())?;
     for warning in &checked.warnings {
         eprintln!("warning: {warning}");
     }
@@ -135,7 +133,7 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
         let mark = if year.provisional { " (PROVISIONAL)" } else { "" };
         writeln!(out, "# calendar {}{}: {}", year.year, mark, year.source)?;
     }
-    let today = Utc::now().with_timezone(&config.timezone).date_naive();
+    let today = Clock::system().now_in(config.timezone).date_naive();
     for year in calendar.missing_years(today) {
         writeln!(
             out,
@@ -157,7 +155,7 @@ async fn import(config: Arc<Config>, files: &[PathBuf]) -> anyhow::Result<()> {
     let batch = read_files(&paths, &known, &calendar).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let counts = app
         .store
-        .import(&batch.units, &batch.people, &batch.directives, &batch.calendar, Utc::now().timestamp())
+        .import(&batch.units, &batch.people, &batch.directives, &batch.calendar, app.clock.now().timestamp())
         .await?;
     println!(
         "imported {} unit(s), {} person(s), {} directive(s), {} calendar day(s)",
@@ -274,10 +272,10 @@ async fn record_before_exit(app: &App) {
     if left == 0 {
         return;
     }
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(app.config.raw.delivery.lease_seconds / 2);
+    let until = crate::clock::monotonic() + std::time::Duration::from_secs(app.config.raw.delivery.lease_seconds / 2);
     eprintln!("{left} sent message(s) could not be recorded; retrying while their leases hold");
     let mut wait = std::time::Duration::from_secs(1);
-    while std::time::Instant::now() < until {
+    while crate::clock::monotonic() < until {
         if app.record_kept_outcomes().await.is_ok() {
             eprintln!("the {left} sent message(s) are now recorded as sent");
             return;
@@ -387,8 +385,9 @@ async fn status(config: Arc<Config>, json: bool) -> anyhow::Result<()> {
 
 async fn send_test(config: Arc<Config>, to: &str) -> anyhow::Result<()> {
     let email = crate::channels::EmailChannel::from_config(&config).context("cannot set up email delivery")?;
-    let now = Utc::now();
-    let id = uuid::Uuid::new_v4();
+    let clock = Clock::system();
+    let now = clock.now();
+    let id = clock.new_id();
     let domain = config.from.email.domain().to_string();
     let message_id = format!("<{id}@{domain}>");
     let local = now.with_timezone(&config.timezone).format("%d/%m/%Y %H:%M");

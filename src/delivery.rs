@@ -24,7 +24,7 @@ use chrono_tz::Tz;
 use futures_util::stream::{self, StreamExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// What one delivery pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -77,6 +77,8 @@ pub struct Deliverer<'a> {
     pub outlets: &'a Outlets,
     pub owner: &'a str,
     pub metrics: &'a Metrics,
+    /// Message ids and retry jitter.
+    pub clock: &'a crate::clock::Clock,
     /// Set on shutdown: stop claiming and start no new send.
     pub stopping: &'a AtomicBool,
     /// Channels whose server proved unreachable or misconfigured in this round, with the
@@ -97,13 +99,9 @@ pub struct UnrecordedOutcome {
     pub at: i64,
 }
 
-pub fn wall_clock() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 impl Deliverer<'_> {
     fn lease_until(&self) -> i64 {
-        wall_clock() + i64::try_from(self.config.raw.delivery.lease_seconds).unwrap_or(300)
+        crate::clock::wall_seconds() + i64::try_from(self.config.raw.delivery.lease_seconds).unwrap_or(300)
     }
 
     /// Delivers everything that can go out at `now`: new notices first, then messages due for
@@ -124,7 +122,7 @@ impl Deliverer<'_> {
                     .claim_due_messages(
                         self.owner,
                         now.timestamp(),
-                        wall_clock(),
+                        crate::clock::wall_seconds(),
                         self.lease_until(),
                         self.config.raw.delivery.batch_size,
                     )
@@ -136,7 +134,7 @@ impl Deliverer<'_> {
             } else {
                 fresh
             };
-            let started = Instant::now();
+            let started = crate::clock::monotonic();
             self.send_all(batch, now, &mut stats).await?;
             phases.send += started.elapsed();
         }
@@ -155,7 +153,7 @@ impl Deliverer<'_> {
         stats: &mut DeliveryStats,
         phases: &mut Phases,
     ) -> Result<Vec<ClaimedMessage>, crate::store::StoreError> {
-        let started = Instant::now();
+        let started = crate::clock::monotonic();
         let claim = self.store.claim_notices(self.config.raw.delivery.batch_size).await?;
         phases.claim += started.elapsed();
         if claim.notices.is_empty() {
@@ -163,7 +161,7 @@ impl Deliverer<'_> {
         }
         let (reports, reminders): (Vec<&Notice>, Vec<&Notice>) =
             claim.notices.iter().partition(|n| n.kind.message_kind() != MessageKind::Reminder);
-        let started = Instant::now();
+        let started = crate::clock::monotonic();
         let mut superseded = Vec::new();
         let mut messages = Vec::new();
         if !reminders.is_empty() {
@@ -173,7 +171,7 @@ impl Deliverer<'_> {
             self.report_messages(snapshot, calendar, now, &reports, &mut messages, &mut superseded).await?;
         }
         phases.prepare += started.elapsed();
-        let started = Instant::now();
+        let started = crate::clock::monotonic();
         let lease_until = self.lease_until();
         claim.commit(&messages, &superseded, self.owner, lease_until, now.timestamp()).await?;
         phases.commit += started.elapsed();
@@ -327,7 +325,7 @@ impl Deliverer<'_> {
     ) -> NewMessage {
         // Time-ordered (UUIDv7): a round's messages, and the notices that point at them, are
         // appended at the end of their indexes instead of landing on random pages of them.
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = self.clock.new_id().to_string();
         let message_id = format!("<{id}@{}>", self.outlets.message_id_domain());
         let to = Envelope { person, message_id: &message_id, now };
         let built = match self.outlets.channel(channel) {
@@ -542,11 +540,11 @@ impl Deliverer<'_> {
     ) -> Result<Vec<bool>, crate::store::StoreError> {
         let outcomes: Vec<(&str, &MessageOutcome)> = done.iter().map(|(m, o)| (m.id.as_str(), o)).collect();
         let mut wait = Duration::from_millis(250);
-        let give_up = Instant::now() + Duration::from_secs(60);
+        let give_up = crate::clock::monotonic() + Duration::from_secs(60);
         loop {
             match self.store.finish_messages(self.owner, &outcomes, now.timestamp()).await {
                 Ok(held) => return Ok(held),
-                Err(e) if Instant::now() < give_up => {
+                Err(e) if crate::clock::monotonic() < give_up => {
                     tracing::warn!(messages = outcomes.len(), error = %e, "cannot record sends yet; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
@@ -626,7 +624,7 @@ impl Deliverer<'_> {
             },
             Err(DeliveryError::Transient(error)) => {
                 let delay =
-                    retry_delay(delivery.retry_base_seconds, delivery.retry_max_seconds, attempt, fastrand::f64());
+                    retry_delay(delivery.retry_base_seconds, delivery.retry_max_seconds, attempt, self.clock.jitter());
                 MessageOutcome::Retry {
                     next_attempt_at: now.timestamp() + i64::try_from(delay).unwrap_or(i64::MAX / 2),
                     error,

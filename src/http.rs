@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -196,7 +196,7 @@ struct Activity {
 
 impl Activity {
     fn new() -> Activity {
-        Activity { origin: Instant::now(), last_ms: AtomicU64::new(0), busy: AtomicUsize::new(0) }
+        Activity { origin: crate::clock::monotonic(), last_ms: AtomicU64::new(0), busy: AtomicUsize::new(0) }
     }
 
     fn touch(&self) {
@@ -217,7 +217,7 @@ impl Activity {
 
     /// When the connection would have been idle for `idle`, as things stand.
     fn deadline(&self, idle: Duration) -> tokio::time::Instant {
-        let from = if self.busy.load(Ordering::Relaxed) > 0 { Instant::now() } else { self.last() };
+        let from = if self.busy.load(Ordering::Relaxed) > 0 { crate::clock::monotonic() } else { self.last() };
         tokio::time::Instant::from_std(from + idle)
     }
 }
@@ -357,7 +357,7 @@ fn verdict(db: DbCheck, work: &Work, now_unix: i64, stale_after: Duration) -> Re
 /// Wall-clock Unix seconds. Health is about real elapsed time, not the logical `now` that
 /// planning runs on (like leases, see the design's "two clocks").
 fn wall_clock_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    crate::clock::wall_seconds()
 }
 
 async fn healthz(State(state): State<Arc<HttpState>>) -> Response {

@@ -9,12 +9,13 @@
 //! the daemon delivers through the very outlets it built.
 
 use crate::app::{App, TickReport};
+use crate::clock::{monotonic, wall_seconds, Clock};
 use crate::config::{Backend, Config};
 use crate::http::{serve, HttpLimits, HttpState};
 use crate::notify::Notifier;
 use crate::preflight::preflight;
 use anyhow::{bail, Context};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use chrono_tz::Tz;
 use std::fs::File;
 use std::future::Future;
@@ -35,7 +36,7 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let mut signals = Signals::install().context("cannot install the SIGTERM/SIGINT handlers")?;
     // First, so a configuration that cannot work exits 78 before it takes the lock, waits
     // for a database or tells systemd it is ready.
-    let checked = preflight(&config, Utc::now())?;
+    let checked = preflight(&config, Clock::system().now())?;
     for warning in &checked.warnings {
         tracing::warn!(key = warning.key, "{warning}");
     }
@@ -95,7 +96,7 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let mut ping = tokio::time::interval(ping_every);
     let tick_once = |now: DateTime<Tz>| -> Scan<'_> { Box::pin(app.tick(now, &outlets, &stopping)) };
     // Catch up at start-up rather than waiting for the first cron wake-up.
-    let mut scan: Option<(Scan<'_>, Instant)> = Some((tick_once(now(&config)), Instant::now()));
+    let mut scan: Option<(Scan<'_>, Instant)> = Some((tick_once(now(&config)), monotonic()));
     loop {
         tokio::select! {
             _ = ping.tick() => {
@@ -108,12 +109,12 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
                 }
             }
             result = async { match scan.as_mut() { Some((s, _)) => s.await, None => std::future::pending().await } } => {
-                let started = scan.take().map_or_else(Instant::now, |(_, t)| t);
+                let started = scan.take().map_or_else(monotonic, |(_, t)| t);
                 finish_scan(&app, &notifier, result, started.elapsed()).await;
             }
             got = woken.recv(), if scan.is_none() => {
                 if got.is_none() { break; }
-                scan = Some((tick_once(now(&config)), Instant::now()));
+                scan = Some((tick_once(now(&config)), monotonic()));
             }
             () = signals.recv() => break,
         }
@@ -167,8 +168,9 @@ async fn open_patiently(config: Arc<Config>, signals: &mut Signals) -> anyhow::R
     }
 }
 
+/// The scheduler's instant: the logical now is the system's.
 fn now(config: &Config) -> DateTime<Tz> {
-    Utc::now().with_timezone(&config.timezone)
+    Clock::system().now_in(config.timezone)
 }
 
 async fn finish_scan(app: &App, notifier: &Notifier, result: anyhow::Result<TickReport>, took: Duration) {
@@ -177,7 +179,7 @@ async fn finish_scan(app: &App, notifier: &Notifier, result: anyhow::Result<Tick
         // about a disk that has filled since.
         app.metrics.set_scan_failed(Some(format!("{e:#}").replace('\n', " ")));
     }
-    app.metrics.record_scan(took, Utc::now().timestamp(), result.is_ok());
+    app.metrics.record_scan(took, wall_seconds(), result.is_ok());
     let backlog = app.store.backlog().await.ok();
     let next = app
         .config

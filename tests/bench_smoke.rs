@@ -1,4 +1,4 @@
-//! The benchmark harness at smoke size, so it cannot rot: `nhacviec bench --smoke` through the
+//! The benchmark harness at smoke size, so it cannot rot: `nhacviec-bench --smoke` through the
 //! real binary on both backends, against a real SMTP server. No assertion on time — only that
 //! every measurement ran, on real work, and reported a peak memory.
 
@@ -14,16 +14,24 @@ fn the_smoke_benchmark_reports_every_measurement_on_both_backends() {
     let out = dir.path().join("bench.jsonl");
     let nv = Nhacviec::new("sqlite://unused.db", dir.path()).with("NHACVIEC_TEST_PG_URL", &support::pg_admin_url());
     let smtp = format!("127.0.0.1:{}", peer.port);
-    let table = nv.ok(&[
-        "bench",
-        "--smoke",
-        "--smtp",
-        &smtp,
-        "--work-dir",
-        dir.path().join("work").to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let bench = std::path::Path::new(env!("CARGO_BIN_EXE_nhacviec-bench"));
+    let ran = nv
+        .command_of(
+            bench,
+            &[
+                "--smoke",
+                "--smtp",
+                &smtp,
+                "--work-dir",
+                dir.path().join("work").to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&ran.stdout);
+    assert!(ran.status.success(), "nhacviec-bench failed: {}\n{table}", String::from_utf8_lossy(&ran.stderr));
     assert!(table.contains('|'), "a Markdown table: {table}");
     let rows: Vec<serde_json::Value> =
         std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();

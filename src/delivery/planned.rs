@@ -19,7 +19,6 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 use tokio::runtime::RuntimeFlavor;
 
 /// What a tick recorded and delivered of its own plan.
@@ -43,7 +42,7 @@ impl Deliverer<'_> {
     ) -> Result<PlannedDelivery, StoreError> {
         let mut done = PlannedDelivery::default();
         let mut phases = Phases::default();
-        let started = Instant::now();
+        let started = crate::clock::monotonic();
         let (mut direct, later) = self.sort_out(snapshot, owed).await?;
         done.recorded += self.store.enqueue_unrecorded(later, now.timestamp()).await?;
         phases.claim += started.elapsed();
@@ -157,7 +156,7 @@ impl Deliverer<'_> {
             }
             let rendered = self.render_batch(snapshot, now, batch, directives);
             let messages = self.record_batch(rendered, now, done, phases).await?;
-            let started = Instant::now();
+            let started = crate::clock::monotonic();
             self.send_all(messages, now, &mut done.stats).await?;
             phases.send += started.elapsed();
             handled += 1;
@@ -208,7 +207,7 @@ impl Deliverer<'_> {
         batch: &'b [Planned<'b>],
         directives: &HashMap<&str, &Directive>,
     ) -> Rendered<'b> {
-        let started = Instant::now();
+        let started = crate::clock::monotonic();
         let refs: Vec<&Notice> = batch.iter().map(|p| p.notice).collect();
         let (messages, superseded) = self.render_groups(snapshot, now, &refs, directives);
         Rendered { batch, messages, superseded, took: started.elapsed() }
@@ -226,7 +225,7 @@ impl Deliverer<'_> {
     ) -> Result<Vec<ClaimedMessage>, StoreError> {
         let Rendered { batch, messages, superseded, took } = rendered;
         phases.prepare += took;
-        let started = Instant::now();
+        let started = crate::clock::monotonic();
         let message_of: HashMap<&str, &str> =
             messages.iter().flat_map(|m| m.notice_keys.iter().map(|k| (k.as_str(), m.id.as_str()))).collect();
         let reason_of: HashMap<&str, &str> = superseded.iter().map(|s| (s.key.as_str(), s.reason.as_str())).collect();
@@ -272,7 +271,7 @@ impl Deliverer<'_> {
         if messages.is_empty() {
             return Ok(());
         }
-        let started = Instant::now();
+        let started = crate::clock::monotonic();
         let sent = self.send_all(messages, now, stats).await;
         *took += started.elapsed();
         sent

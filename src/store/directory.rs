@@ -303,38 +303,22 @@ impl Store {
         };
         let due_until = window.due_until.to_string();
         let closed_since = window.closed_since.to_string();
+        let binds = [due_until.as_str(), closed_since.as_str()];
         let mut directives = Vec::new();
-        if !self.dialect.reads_rows_as_json() {
-            {
-                // Rows are converted as they stream in, never held twice. Sorted here, not by
-                // ORDER BY: 100,000 rows overflow the default work_mem, and PostgreSQL sorted
-                // them on disk (an external merge of 22 MB) before sending the first one.
-                let sql = selections(DIRECTIVE_COLUMNS);
-                let mut rows =
-                    sqlx::query_as::<_, DirectiveRow>(&sql).bind(due_until).bind(closed_since).fetch(&self.pool);
-                while let Some(row) = rows.try_next().await? {
-                    directives.push(Directive::try_from(row)?);
-                }
-            }
+        if self.dialect.reads_rows_as_json() {
+            // The row ids come from the indexes alone; the rows are then read in row-id order,
+            // front to back through the file, about a thousand to a JSON row. Sorted below:
+            // SQLite, asked to ORDER BY code over a UNION, reads the whole table in code order.
+            let sql = format!(
+                "SELECT json_group_array(json_array({DIRECTIVE_COLUMNS})) FROM directives
+                  WHERE rowid IN ({}) GROUP BY rowid >> 10",
+                selections("rowid")
+            );
+            self.select_directives_as_json(&sql, &binds, true, &mut directives).await?;
         } else {
-            {
-                // Aggregated into JSON rows (see the dialect). The row ids come from the
-                // indexes alone; the rows are then read in row-id order, front to back through
-                // the file. Sorted here: SQLite, asked to ORDER BY code over a UNION, reads the
-                // whole table in code order instead.
-                let sql = format!(
-                    "SELECT json_group_array(json_array({DIRECTIVE_COLUMNS})) FROM directives
-                      WHERE rowid IN ({}) GROUP BY rowid >> 10",
-                    selections("rowid")
-                );
-                let mut chunks =
-                    sqlx::query_as::<_, (String,)>(&sql).bind(due_until).bind(closed_since).fetch(&self.pool);
-                while let Some((chunk,)) = chunks.try_next().await? {
-                    for row in parse_directive_rows(&chunk)? {
-                        directives.push(Directive::try_from(row)?);
-                    }
-                }
-            }
+            // Sorted below, not by ORDER BY: 100,000 rows overflow the default work_mem, and
+            // PostgreSQL sorted them on disk (an external merge of 22 MB) before sending the first.
+            self.select_directives(&selections(DIRECTIVE_COLUMNS), &binds, true, &mut directives).await?;
         }
         // Byte order (SQLite's BINARY collation): the same on both backends, whatever
         // PostgreSQL's locale would have made of ORDER BY.
@@ -374,38 +358,57 @@ impl Store {
         let mut out = Vec::with_capacity(codes.len());
         for chunk in codes.chunks(rows_per_statement(1)) {
             let list = self.marks().tuple(chunk.len());
-            if !self.dialect.reads_rows_as_json() {
-                {
-                    let sql = format!("SELECT {DIRECTIVE_COLUMNS} FROM directives WHERE code IN {list}");
-                    let mut query = sqlx::query_as::<_, DirectiveRow>(&sql)
-                        .persistent(keep_prepared(chunk.len(), rows_per_statement(1)));
-                    for code in chunk {
-                        query = query.bind(code.as_str());
-                    }
-                    for row in query.fetch_all(&self.pool).await? {
-                        out.push(Directive::try_from(row)?);
-                    }
-                }
+            let codes: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let keep = keep_prepared(chunk.len(), rows_per_statement(1));
+            if self.dialect.reads_rows_as_json() {
+                // One JSON row instead of a row per directive: a national round re-checks the
+                // directive of every one of its notices.
+                let sql = format!(
+                    "SELECT json_group_array(json_array({DIRECTIVE_COLUMNS})) FROM directives WHERE code IN {list}"
+                );
+                self.select_directives_as_json(&sql, &codes, keep, &mut out).await?;
             } else {
-                {
-                    // One JSON row instead of a row per directive (see `planning_directives`):
-                    // a national round re-checks the directive of every one of its notices.
-                    let sql = format!(
-                        "SELECT json_group_array(json_array({DIRECTIVE_COLUMNS})) FROM directives WHERE code IN {list}"
-                    );
-                    let mut query = sqlx::query_as::<_, (String,)>(&sql)
-                        .persistent(keep_prepared(chunk.len(), rows_per_statement(1)));
-                    for code in chunk {
-                        query = query.bind(code.as_str());
-                    }
-                    let (json,) = query.fetch_one(&self.pool).await?;
-                    for row in parse_directive_rows(&json)? {
-                        out.push(Directive::try_from(row)?);
-                    }
-                }
+                let sql = format!("SELECT {DIRECTIVE_COLUMNS} FROM directives WHERE code IN {list}");
+                self.select_directives(&sql, &codes, keep, &mut out).await?;
             }
         }
         Ok(out)
+    }
+
+    /// The directives `sql` selects (its text parameters bound in order), converted as
+    /// they stream in, never held twice.
+    async fn select_directives(&self, sql: &str, binds: &[&str], keep: bool, out: &mut Vec<Directive>) -> Result<()> {
+        let mut query = sqlx::query_as::<_, DirectiveRow>(sql).persistent(keep);
+        for value in binds {
+            query = query.bind(*value);
+        }
+        let mut rows = query.fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            out.push(Directive::try_from(row)?);
+        }
+        Ok(())
+    }
+
+    /// The directives `sql` selects as JSON arrays of rows (see the dialect's
+    /// `reads_rows_as_json`).
+    async fn select_directives_as_json(
+        &self,
+        sql: &str,
+        binds: &[&str],
+        keep: bool,
+        out: &mut Vec<Directive>,
+    ) -> Result<()> {
+        let mut query = sqlx::query_as::<_, (String,)>(sql).persistent(keep);
+        for value in binds {
+            query = query.bind(*value);
+        }
+        let mut chunks = query.fetch(&self.pool);
+        while let Some((chunk,)) = chunks.try_next().await? {
+            for row in parse_directive_rows(&chunk)? {
+                out.push(Directive::try_from(row)?);
+            }
+        }
+        Ok(())
     }
 
     /// Codes already present, so an import may refer to units and people it does not carry.

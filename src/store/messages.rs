@@ -380,21 +380,3 @@ async fn finish_in(tx: &mut Tx, id: &str, owner: &str, outcome: &MessageOutcome,
     .rows_affected();
     Ok(updated == 1)
 }
-
-impl Store {
-    /// Puts every message back in the queue, due at once and unleased, as if never sent;
-    /// returns how many (benchmarks only: the SMTP runs resend the same recorded messages).
-    pub async fn requeue_messages(&self) -> Result<u64> {
-        let mut tx = self.begin_write().await?;
-        let n = sqlx::query(
-            "UPDATE messages SET status = 'queued', attempts = 0, next_attempt_at = 0, lease_owner = NULL,
-                    lease_until = NULL, last_error = NULL, sent_at = NULL",
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        sqlx::query("UPDATE notices SET status = 'queued' WHERE message IS NOT NULL").execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(n)
-    }
-}

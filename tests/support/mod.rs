@@ -82,7 +82,12 @@ impl Nhacviec {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin());
+        self.command_of(&bin(), args)
+    }
+
+    /// [`Nhacviec::command`] for another binary of the package (`nhacviec-bench`).
+    pub fn command_of(&self, exe: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(exe);
         cmd.args(args)
             .current_dir(&self.dir)
             .env_remove("NHACVIEC_CONFIG")
