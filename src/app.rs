@@ -54,7 +54,7 @@ pub struct App {
 impl App {
     /// Opens the store (migrating it) and reads the calendar files.
     pub async fn open(config: Arc<Config>) -> anyhow::Result<App> {
-        let db = &config.raw.database;
+        let db = &config.database;
         let store = Store::open(&db.url, db.max_connections, db.sqlite_busy_timeout_ms)
             .await
             .with_context(|| format!("cannot open the database {}", redact_url(&db.url)))?;
@@ -86,7 +86,7 @@ impl App {
     /// Everyone, plus the directives that can owe anything at `now`.
     pub async fn snapshot(&self, calendar: &Calendar, now: DateTime<Tz>) -> anyhow::Result<Snapshot> {
         let today = now.date_naive();
-        let policy = &self.config.raw.policy;
+        let policy = &self.config.policy;
         let window = PlanningWindow {
             due_until: calendar.add_working_days(today, policy.horizon_working_days()),
             closed_since: today.checked_sub_days(Days::new(u64::from(policy.closed_lookback_days))).unwrap_or(today),
@@ -113,8 +113,8 @@ impl App {
     /// Everything owed at `now` according to `snapshot` (reminders, escalations, digests and
     /// reports), whether recorded already or not.
     pub fn plan_all(&self, snapshot: &Snapshot, calendar: &Calendar, now: DateTime<Tz>) -> Vec<Notice> {
-        let mut owed = plan(snapshot, &self.config.raw.policy, calendar, now);
-        owed.extend(plan_reports(snapshot, &self.config.reports, calendar, now));
+        let mut owed = plan(snapshot, &self.config.policy, calendar, now);
+        owed.extend(plan_reports(snapshot, &self.config.report_schedule, calendar, now));
         owed
     }
 

@@ -272,7 +272,7 @@ async fn record_before_exit(app: &App) {
     if left == 0 {
         return;
     }
-    let until = crate::clock::monotonic() + std::time::Duration::from_secs(app.config.raw.delivery.lease_seconds / 2);
+    let until = crate::clock::monotonic() + std::time::Duration::from_secs(app.config.delivery.lease_seconds / 2);
     eprintln!("{left} sent message(s) could not be recorded; retrying while their leases hold");
     let mut wait = std::time::Duration::from_secs(1);
     while crate::clock::monotonic() < until {
@@ -309,10 +309,10 @@ async fn preview(
         snapshot: &snapshot,
         directives: &directives,
         calendar: &calendar,
-        policy: &app.config.raw.policy,
+        policy: &app.config.policy,
         today,
     };
-    let digests = DigestRenderer::new(app.templates_dir(), &app.config.raw.agency.name)?;
+    let digests = DigestRenderer::new(app.templates_dir(), &app.config.agency.name)?;
     let rendered = render_report(&digests, &input, person, &audience, &stage)?;
     if let Some(path) = html {
         std::fs::write(&path, &rendered.html).with_context(|| format!("cannot write {}", path.display()))?;
@@ -393,11 +393,11 @@ async fn send_test(config: Arc<Config>, to: &str) -> anyhow::Result<()> {
     let local = now.with_timezone(&config.timezone).format("%d/%m/%Y %H:%M");
     let text = format!(
         "Kính gửi: Quản trị hệ thống\n\nĐây là thư thử nghiệm của hệ thống nhắc việc {}, gửi lúc {local} (UTC+7).\n\nTrân trọng./.\n",
-        config.raw.agency.name
+        config.agency.name
     );
     let html = format!(
         "<!DOCTYPE html><html lang=\"vi\"><body><p>Kính gửi: Quản trị hệ thống</p><p>Đây là thư thử nghiệm của hệ thống nhắc việc {}, gửi lúc {local} (UTC+7).</p><p>Trân trọng./.</p></body></html>",
-        config.raw.agency.name
+        config.agency.name
     );
     let raw = crate::channels::email::compose(crate::channels::email::Draft {
         from: &config.from,

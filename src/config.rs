@@ -112,7 +112,7 @@ pub struct Delivery {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mail {
-    pub transport: String,
+    pub transport: MailTransport,
     pub from: String,
     pub file_dir: String,
     pub templates_dir: String,
@@ -125,7 +125,7 @@ pub struct Mail {
 pub struct Smtp {
     pub host: String,
     pub port: u16,
-    pub tls: String,
+    pub tls: TlsMode,
     pub username: String,
     pub password_file: String,
     pub ca_file: String,
@@ -163,7 +163,7 @@ pub struct Http {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Log {
-    pub format: String,
+    pub format: LogFormat,
     pub level: String,
 }
 
@@ -174,34 +174,83 @@ pub enum Backend {
     Postgres,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    None,
-    StartTls,
-    Tls,
+/// A closed set of words for one setting, read from its text with an error that lists the
+/// words (the configuration loader adds the key).
+macro_rules! setting_words {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                match text.as_str() {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(serde::de::Error::custom(format!(
+                        "{other:?}: expected {}",
+                        [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+    };
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MailTransport {
-    Smtp,
-    File,
-}
+setting_words!(
+    /// `mail.smtp.tls`: none, starttls (upgrade a plain connection) or tls (implicit, port 465).
+    TlsMode { None => "none", StartTls => "starttls", Tls => "tls" }
+);
 
-/// Settings after validation: the parsed, typed values the program runs on.
+setting_words!(
+    /// `mail.transport`: an SMTP server, or `.eml` files in `mail.file_dir`.
+    MailTransport { Smtp => "smtp", File => "file" }
+);
+
+setting_words!(
+    /// `log.format`: human-readable lines (journald-friendly under systemd), or JSON lines.
+    LogFormat { Text => "text", Json => "json" }
+);
+
+/// Settings after validation: every section of the file, typed, plus the values parsed
+/// from them once (time zone, backend, schedules, the send window, the sender).
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub raw: Settings,
+    pub agency: Agency,
+    pub database: Database,
+    pub calendar: CalendarSettings,
+    pub policy: Policy,
+    pub schedule: Schedule,
+    pub reports: Reports,
+    pub send_window: SendWindow,
+    pub delivery: Delivery,
+    pub mail: Mail,
+    pub telegram: Telegram,
+    pub webhook: Webhook,
+    pub http: Http,
+    pub log: Log,
     /// Where the optional file came from, if any.
     pub source: Option<PathBuf>,
     pub timezone: Tz,
     pub backend: Backend,
     pub scan_cron: croner::Cron,
-    pub reports: ReportSchedule,
+    /// `reports.*` parsed: the weekly digest's cron and the monthly report's day.
+    pub report_schedule: ReportSchedule,
     pub window_start: NaiveTime,
     pub window_end: NaiveTime,
     pub from: lettre::message::Mailbox,
-    pub transport: MailTransport,
-    pub tls: TlsMode,
     pub http_listen: Option<std::net::SocketAddr>,
 }
 
@@ -298,18 +347,7 @@ impl Config {
                 ),
             )
         })?;
-        let transport = match raw.mail.transport.as_str() {
-            "smtp" => MailTransport::Smtp,
-            "file" => MailTransport::File,
-            other => return Err(key_error("mail.transport", format!("{other:?}: expected smtp or file"))),
-        };
-        let tls = match raw.mail.smtp.tls.as_str() {
-            "none" => TlsMode::None,
-            "starttls" => TlsMode::StartTls,
-            "tls" => TlsMode::Tls,
-            other => return Err(key_error("mail.smtp.tls", format!("{other:?}: expected none, starttls or tls"))),
-        };
-        if transport == MailTransport::Smtp {
+        if raw.mail.transport == MailTransport::Smtp {
             if raw.mail.smtp.host.trim().is_empty() {
                 return Err(key_error("mail.smtp.host", "is empty"));
             }
@@ -362,22 +400,43 @@ impl Config {
                 return Err(key_error(key, "must be at least 1"));
             }
         }
-        match raw.log.format.as_str() {
-            "text" | "json" => {}
-            other => return Err(key_error("log.format", format!("{other:?}: expected text or json"))),
-        }
+        let Settings {
+            agency,
+            database,
+            calendar,
+            policy,
+            schedule,
+            reports: report_settings,
+            send_window,
+            delivery,
+            mail,
+            telegram,
+            webhook,
+            http,
+            log,
+        } = raw;
         Ok(Config {
-            raw,
+            agency,
+            database,
+            calendar,
+            policy,
+            schedule,
+            reports: report_settings,
+            send_window,
+            delivery,
+            mail,
+            telegram,
+            webhook,
+            http,
+            log,
             source,
             timezone,
             backend,
             scan_cron,
-            reports,
+            report_schedule: reports,
             window_start,
             window_end,
             from,
-            transport,
-            tls,
             http_listen,
         })
     }
@@ -385,7 +444,7 @@ impl Config {
     /// The effective configuration as TOML, secrets redacted (passwords never live in config,
     /// but any URL may carry one in its user part or a token in its query).
     pub fn to_redacted_toml(&self) -> String {
-        let mut raw = self.raw.clone();
+        let mut raw = self.settings();
         for url in [&mut raw.database.url, &mut raw.telegram.api_url, &mut raw.webhook.url] {
             *url = redact_url(url);
         }
@@ -395,15 +454,34 @@ impl Config {
     /// Every cron expression the daemon runs on, with its key: each must parse (checked at
     /// load) and fire at least once more (checked by [`crate::preflight`], which knows `now`).
     pub fn schedules(&self) -> Vec<(&'static str, &str, &croner::Cron)> {
-        let mut all = vec![("schedule.scan", self.raw.schedule.scan.as_str(), &self.scan_cron)];
-        if let Some(weekly) = &self.reports.weekly {
-            all.push(("reports.weekly", self.raw.reports.weekly.trim(), weekly));
+        let mut all = vec![("schedule.scan", self.schedule.scan.as_str(), &self.scan_cron)];
+        if let Some(weekly) = &self.report_schedule.weekly {
+            all.push(("reports.weekly", self.reports.weekly.trim(), weekly));
         }
         all
     }
 
+    /// The sections as the file holds them.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            agency: self.agency.clone(),
+            database: self.database.clone(),
+            calendar: self.calendar.clone(),
+            policy: self.policy.clone(),
+            schedule: self.schedule.clone(),
+            reports: self.reports.clone(),
+            send_window: self.send_window.clone(),
+            delivery: self.delivery.clone(),
+            mail: self.mail.clone(),
+            telegram: self.telegram.clone(),
+            webhook: self.webhook.clone(),
+            http: self.http.clone(),
+            log: self.log.clone(),
+        }
+    }
+
     pub fn calendar_dir(&self) -> Option<&Path> {
-        let dir = self.raw.calendar.dir.trim();
+        let dir = self.calendar.dir.trim();
         (!dir.is_empty()).then(|| Path::new(dir))
     }
 }
@@ -423,10 +501,10 @@ impl Config {
     pub fn enabled_channels(&self) -> Vec<crate::domain::Channel> {
         use crate::domain::Channel;
         let mut channels = vec![Channel::Email];
-        if self.raw.telegram.enabled {
+        if self.telegram.enabled {
             channels.push(Channel::Telegram);
         }
-        if self.raw.webhook.enabled {
+        if self.webhook.enabled {
             channels.push(Channel::Webhook);
         }
         channels
@@ -533,7 +611,19 @@ mod tests {
         let config = load(&[]).unwrap();
         assert_eq!(config.timezone, chrono_tz::Asia::Ho_Chi_Minh);
         assert_eq!(config.backend, Backend::Sqlite);
-        assert_eq!(config.raw.policy, Policy::default());
+        assert_eq!(config.policy, Policy::default());
+    }
+
+    #[test]
+    fn an_unknown_word_for_a_closed_setting_names_its_key() {
+        for (key, env) in [
+            ("mail.transport", "NHACVIEC__MAIL__TRANSPORT"),
+            ("mail.smtp.tls", "NHACVIEC__MAIL__SMTP__TLS"),
+            ("log.format", "NHACVIEC__LOG__FORMAT"),
+        ] {
+            let err = load(&[(env, "carrier-pigeon")]).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("carrier-pigeon"), "{key}: {err}");
+        }
     }
 
     #[test]
@@ -544,8 +634,8 @@ mod tests {
             ("NHACVIEC__DATABASE__URL", "postgres://u:secret@db/x"),
         ])
         .unwrap();
-        assert_eq!(config.raw.mail.smtp.port, 2525);
-        assert_eq!(config.tls, TlsMode::StartTls);
+        assert_eq!(config.mail.smtp.port, 2525);
+        assert_eq!(config.mail.smtp.tls, TlsMode::StartTls);
         assert_eq!(config.backend, Backend::Postgres);
         assert!(!config.to_redacted_toml().contains("u:secret@"));
     }

@@ -101,7 +101,7 @@ pub struct UnrecordedOutcome {
 
 impl Deliverer<'_> {
     fn lease_until(&self) -> i64 {
-        crate::clock::wall_seconds() + i64::try_from(self.config.raw.delivery.lease_seconds).unwrap_or(300)
+        crate::clock::wall_seconds() + i64::try_from(self.config.delivery.lease_seconds).unwrap_or(300)
     }
 
     /// Delivers everything that can go out at `now`: new notices first, then messages due for
@@ -124,7 +124,7 @@ impl Deliverer<'_> {
                         now.timestamp(),
                         crate::clock::wall_seconds(),
                         self.lease_until(),
-                        self.config.raw.delivery.batch_size,
+                        self.config.delivery.batch_size,
                     )
                     .await?;
                 if due.is_empty() {
@@ -154,7 +154,7 @@ impl Deliverer<'_> {
         phases: &mut Phases,
     ) -> Result<Vec<ClaimedMessage>, crate::store::StoreError> {
         let started = crate::clock::monotonic();
-        let claim = self.store.claim_notices(self.config.raw.delivery.batch_size).await?;
+        let claim = self.store.claim_notices(self.config.delivery.batch_size).await?;
         phases.claim += started.elapsed();
         if claim.notices.is_empty() {
             return Ok(Vec::new());
@@ -200,7 +200,7 @@ impl Deliverer<'_> {
         let mut owed: HashMap<&str, Vec<Notice>> = HashMap::new();
         for (code, directive) in &directives {
             let mut out = Vec::new();
-            plan_directive(snapshot, &self.config.raw.policy, calendar, today, directive, &mut out);
+            plan_directive(snapshot, &self.config.policy, calendar, today, directive, &mut out);
             owed.insert(code.as_str(), out);
         }
         let bounces: HashSet<String> =
@@ -242,12 +242,12 @@ impl Deliverer<'_> {
                 superseded.push(Superseded::of(notice, "recipient no longer active"));
                 continue;
             }
-            let alone = !self.config.raw.delivery.group
+            let alone = !self.config.delivery.group
                 || self.outlets.channel(notice.channel).is_some_and(|c| c.one_notice_per_message());
             let slot = if alone { i } else { 0 };
             groups.entry((notice.recipient.clone(), notice.channel, slot)).or_default().push(notice);
         }
-        let agency = &self.config.raw.agency.name;
+        let agency = &self.config.agency.name;
         let renderer = &self.outlets.renderer;
         let today = now.date_naive();
         let groups: Vec<Group> = groups.into_iter().collect();
@@ -285,13 +285,14 @@ impl Deliverer<'_> {
         let today = now.date_naive();
         let (since, due_from, due_until) = report_window(today);
         let directives = self.store.report_directives(since, due_from, due_until).await?;
-        let input = ReportInput { snapshot, directives: &directives, calendar, policy: &self.config.raw.policy, today };
+        let input = ReportInput { snapshot, directives: &directives, calendar, policy: &self.config.policy, today };
         for notice in notices {
-            let verdict = report_still_owed(&notice.stage, today, calendar, &self.config.reports).and_then(|()| {
-                let person = snapshot.people.get(&notice.recipient).filter(|p| p.active);
-                let audience = audience_of(snapshot, &notice.recipient);
-                person.zip(audience).ok_or_else(|| "recipient no longer leads a block".to_string())
-            });
+            let verdict =
+                report_still_owed(&notice.stage, today, calendar, &self.config.report_schedule).and_then(|()| {
+                    let person = snapshot.people.get(&notice.recipient).filter(|p| p.active);
+                    let audience = audience_of(snapshot, &notice.recipient);
+                    person.zip(audience).ok_or_else(|| "recipient no longer leads a block".to_string())
+                });
             let (person, audience) = match verdict {
                 Ok(found) => found,
                 Err(reason) => {
@@ -375,7 +376,7 @@ impl Deliverer<'_> {
         now: DateTime<Tz>,
         stats: &mut DeliveryStats,
     ) -> Result<(), crate::store::StoreError> {
-        let concurrency = usize::try_from(self.config.raw.delivery.concurrency).unwrap_or(1);
+        let concurrency = usize::try_from(self.config.delivery.concurrency).unwrap_or(1);
         // Set when outcomes can no longer be recorded: start no send whose outcome would be lost.
         let unrecordable = AtomicBool::new(false);
         let (returned, mut to_record) = tokio::sync::mpsc::unbounded_channel::<(ClaimedMessage, MessageOutcome)>();
@@ -568,7 +569,7 @@ impl Deliverer<'_> {
 
     /// Waits for the next round, no attempt counted: the channel's server is at fault.
     fn deferred(&self, now: DateTime<Tz>, error: String) -> MessageOutcome {
-        let wait = i64::try_from(self.config.raw.delivery.retry_base_seconds).unwrap_or(60);
+        let wait = i64::try_from(self.config.delivery.retry_base_seconds).unwrap_or(60);
         MessageOutcome::Deferred { next_attempt_at: now.timestamp() + wait, error }
     }
 
@@ -612,7 +613,7 @@ impl Deliverer<'_> {
         result: Result<(), DeliveryError>,
         now: DateTime<Tz>,
     ) -> MessageOutcome {
-        let delivery = &self.config.raw.delivery;
+        let delivery = &self.config.delivery;
         let attempt = u32::try_from(message.attempts + 1).unwrap_or(u32::MAX);
         match result {
             Ok(()) => MessageOutcome::Sent,

@@ -15,7 +15,7 @@ pub fn init(log: &Log) {
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = if log.format == "json" {
+    let result = if log.format == crate::config::LogFormat::Json {
         builder.json().try_init()
     } else if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.event_format(JournalFormat).try_init()

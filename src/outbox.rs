@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 pub fn in_send_window(config: &Config, calendar: &Calendar, now: DateTime<Tz>) -> bool {
     let time = now.time();
     let hours = time >= config.window_start && time < config.window_end;
-    let day = !config.raw.send_window.working_days_only || calendar.is_working_day(now.date_naive());
+    let day = !config.send_window.working_days_only || calendar.is_working_day(now.date_naive());
     hours && day
 }
 

@@ -49,8 +49,11 @@ pub fn preflight(config: &Config, now: DateTime<Utc>) -> Result<Checked, ConfigE
 
 fn warnings(config: &Config) -> Vec<Warning> {
     let mut warnings = Vec::new();
-    let smtp = &config.raw.mail.smtp;
-    if config.transport == MailTransport::Smtp && !smtp.username.is_empty() && config.tls == TlsMode::None {
+    let smtp = &config.mail.smtp;
+    if config.mail.transport == MailTransport::Smtp
+        && !smtp.username.is_empty()
+        && config.mail.smtp.tls == TlsMode::None
+    {
         warnings.push(Warning {
             key: "mail.smtp.tls",
             message: format!(

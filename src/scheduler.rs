@@ -46,7 +46,7 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
         return Ok(());
     };
     let notifier = Notifier::from_env();
-    let schedule = &config.raw.schedule;
+    let schedule = &config.schedule;
     let scan_bound = Duration::from_secs(schedule.max_scan_seconds);
 
     let (stop_http, http_stopped) = watch::channel(false);
@@ -60,7 +60,7 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
                 metrics: app.metrics.clone(),
                 stale_after: stale_after(&config, scan_bound),
             };
-            let limits = HttpLimits::from_config(&config.raw.http);
+            let limits = HttpLimits::from_config(&config.http);
             let mut stopped = http_stopped.clone();
             Some(tokio::spawn(async move {
                 let shutdown = async move {
@@ -124,7 +124,7 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     notifier.stopping();
     stopping.store(true, Ordering::SeqCst);
     if let Some((s, started)) = scan.take() {
-        let grace = Duration::from_secs(config.raw.delivery.shutdown_grace_seconds);
+        let grace = Duration::from_secs(config.delivery.shutdown_grace_seconds);
         match tokio::time::timeout(grace, s).await {
             Ok(result) => finish_scan(&app, &notifier, result, started.elapsed()).await,
             Err(_) => {
@@ -234,7 +234,7 @@ fn lock_sqlite_database(config: &Config) -> anyhow::Result<Option<File>> {
     if config.backend != Backend::Sqlite {
         return Ok(None);
     }
-    let url = &config.raw.database.url;
+    let url = &config.database.url;
     let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:").split('?').next().unwrap_or_default();
     let lock_path = PathBuf::from(format!("{path}.daemon-lock"));
     if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {

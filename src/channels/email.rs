@@ -128,10 +128,10 @@ impl EmailChannel {
     /// Every way this can fail is the configuration's (a credential file, the CA file, the
     /// file transport's directory), so the error is a [`ConfigError`] naming the key.
     pub fn from_config(config: &Config) -> Result<EmailChannel, ConfigError> {
-        let timeout = Duration::from_secs(config.raw.mail.smtp.timeout_seconds);
-        let transport = match config.transport {
+        let timeout = Duration::from_secs(config.mail.smtp.timeout_seconds);
+        let transport = match config.mail.transport {
             MailTransport::File => {
-                let dir = PathBuf::from(&config.raw.mail.file_dir);
+                let dir = PathBuf::from(&config.mail.file_dir);
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| ConfigError::key("mail.file_dir", format!("{}: cannot create: {e}", dir.display())))?;
                 Transport::File(dir)
@@ -189,8 +189,8 @@ async fn write_eml(dir: &Path, message_id: &str, raw: &str) -> Result<(), Delive
 
 /// TLS settings for the server (with the extra CA, if configured); `None` without TLS.
 fn tls_parameters(config: &Config) -> Result<Option<TlsParameters>, ConfigError> {
-    let smtp = &config.raw.mail.smtp;
-    if config.tls == TlsMode::None {
+    let smtp = &config.mail.smtp;
+    if config.mail.smtp.tls == TlsMode::None {
         return Ok(None);
     }
     let mut params = TlsParameters::builder(smtp.host.clone());
@@ -218,7 +218,7 @@ const PEM_CERTIFICATE: &[u8] = b"-----BEGIN CERTIFICATE-----";
 
 /// AUTH credentials, the password read from its file; `None` without a user name.
 fn credentials(config: &Config) -> Result<Option<Credentials>, ConfigError> {
-    let smtp = &config.raw.mail.smtp;
+    let smtp = &config.mail.smtp;
     if smtp.username.is_empty() {
         return Ok(None);
     }
@@ -228,8 +228,8 @@ fn credentials(config: &Config) -> Result<Option<Credentials>, ConfigError> {
 
 impl SmtpPool {
     fn from_config(config: &Config) -> Result<SmtpPool, ConfigError> {
-        let smtp = &config.raw.mail.smtp;
-        let security = match (config.tls, tls_parameters(config)?) {
+        let smtp = &config.mail.smtp;
+        let security = match (config.mail.smtp.tls, tls_parameters(config)?) {
             (TlsMode::Tls, Some(params)) => Security::Tls(params),
             (TlsMode::StartTls, Some(params)) => Security::StartTls(params),
             _ => Security::Plain,

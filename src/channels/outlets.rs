@@ -29,7 +29,7 @@ impl Outlets {
         let dir = templates_dir(config);
         let templates = |e: crate::render::RenderError| ConfigError::key("mail.templates_dir", e.to_string());
         let email = EmailChannel::from_config(config)?;
-        let configured = config.raw.mail.message_id_domain.trim();
+        let configured = config.mail.message_id_domain.trim();
         let message_id_domain = if configured.is_empty() {
             email.from_mailbox().email.domain().to_string()
         } else {
@@ -44,7 +44,7 @@ impl Outlets {
         }
         Ok(Outlets {
             renderer: Renderer::new(dir).map_err(templates)?,
-            digests: DigestRenderer::new(dir, &config.raw.agency.name).map_err(templates)?,
+            digests: DigestRenderer::new(dir, &config.agency.name).map_err(templates)?,
             channels,
             message_id_domain,
         })
@@ -62,12 +62,12 @@ impl Outlets {
 
 /// Where administrators' template overrides live, if configured.
 pub fn templates_dir(config: &Config) -> Option<&Path> {
-    let dir = config.raw.mail.templates_dir.trim();
+    let dir = config.mail.templates_dir.trim();
     (!dir.is_empty()).then(|| Path::new(dir))
 }
 
 fn telegram_channel(config: &Config) -> Result<Option<TelegramChannel>, ConfigError> {
-    let t = &config.raw.telegram;
+    let t = &config.telegram;
     if !t.enabled {
         return Ok(None);
     }
@@ -78,7 +78,7 @@ fn telegram_channel(config: &Config) -> Result<Option<TelegramChannel>, ConfigEr
 }
 
 fn webhook_channel(config: &Config) -> Result<Option<WebhookChannel>, ConfigError> {
-    let w = &config.raw.webhook;
+    let w = &config.webhook;
     if !w.enabled {
         return Ok(None);
     }

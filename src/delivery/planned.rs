@@ -48,7 +48,7 @@ impl Deliverer<'_> {
         phases.claim += started.elapsed();
         direct.sort_unstable_by(|a, b| claim_order(a.notice).cmp(&claim_order(b.notice)));
         let directives: HashMap<&str, &Directive> = snapshot.directives.iter().map(|d| (d.code.as_str(), d)).collect();
-        let batch_size = usize::try_from(self.config.raw.delivery.batch_size).unwrap_or(500).max(1);
+        let batch_size = usize::try_from(self.config.delivery.batch_size).unwrap_or(500).max(1);
         let mut batches: Vec<&[Planned]> = Vec::new();
         let mut rest: &[Planned] = &direct;
         while !rest.is_empty() {

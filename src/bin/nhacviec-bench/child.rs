@@ -90,13 +90,13 @@ pub(crate) async fn generate(
 
 /// One full scan, as `App::owed` does it, timed in two halves.
 pub(crate) async fn scan(app: &App, job: &Job, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Result<Measurement> {
-    let policy = &app.config.raw.policy;
+    let policy = &app.config.policy;
     let started = Instant::now();
     let calendar = app.calendar().await?;
     let snapshot = app.snapshot(&calendar, now).await?;
     let loaded = Instant::now();
     let mut notices = plan(&snapshot, policy, &calendar, now);
-    notices.extend(plan_reports(&snapshot, &app.config.reports, &calendar, now));
+    notices.extend(plan_reports(&snapshot, &app.config.report_schedule, &calendar, now));
     let done = Instant::now();
     m.seconds = (done - started).as_secs_f64();
     m.work = job.total;
@@ -235,7 +235,7 @@ pub(crate) async fn timed_tick(
 /// again), so the SMTP runs time sending alone.
 pub(crate) async fn smtp_prepare(app: &App, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Result<Measurement> {
     let mut config = (*app.config).clone();
-    config.transport = MailTransport::File;
+    config.mail.transport = MailTransport::File;
     let outlets = outlets_with(app, &config)?;
     let owed = app.owed(now).await?;
     app.store.enqueue(&owed, now.timestamp()).await?;
@@ -253,7 +253,7 @@ pub(crate) async fn smtp_prepare(app: &App, now: DateTime<Tz>, mut m: Measuremen
 }
 
 pub(crate) async fn smtp(app: &App, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Result<Measurement> {
-    let queued = requeue_messages(&app.config.raw.database.url).await?;
+    let queued = requeue_messages(&app.config.database.url).await?;
     let outlets = app.outlets()?;
     let calendar = app.calendar().await?;
     let snapshot = app.snapshot(&calendar, now).await?;
@@ -264,14 +264,14 @@ pub(crate) async fn smtp(app: &App, now: DateTime<Tz>, mut m: Measurement) -> an
     m.work = stats.sent as u64;
     m.unit = "emails".into();
     m.rate = rate(m.work, m.seconds);
-    let smtp = &app.config.raw.mail.smtp;
+    let smtp = &app.config.mail.smtp;
     m.measurement = format!("smtp pool {}", smtp.pool_size);
     m.detail = format!(
         "{queued} queued messages to {}:{}, pool {} × concurrency {}: {}",
         smtp.host,
         smtp.port,
         smtp.pool_size,
-        app.config.raw.delivery.concurrency,
+        app.config.delivery.concurrency,
         delivery_detail(&stats)
     );
     if stats.sent as u64 != queued {

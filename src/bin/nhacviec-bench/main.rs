@@ -170,7 +170,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(78);
         }
     };
-    nhacviec::logging::init(&config.raw.log);
+    nhacviec::logging::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
