@@ -2,7 +2,7 @@
 //! answer 429 with retry_after) and a signed webhook (a receiver that verifies the HMAC),
 //! per-person channel preferences, and the fallback to chat when an email bounces.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::{directive, fresh_database, small_agency, Backend, HttpPeer, Nhacviec, SmtpPeer, DEMO_AT};

@@ -5,7 +5,7 @@
 //! their credentials or tokens; the health endpoint survives a crowd of idle connections and
 //! closes silent ones; and /healthz tells the truth while scans fail.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;

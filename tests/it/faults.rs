@@ -4,7 +4,7 @@
 //! a nhacviec database is refused at once. All through the real binary, a real SMTP server
 //! and real SQLite files (one on a real, deliberately tiny tmpfs).
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! schedule, reports READY/STATUS/WATCHDOG/STOPPING in order, serves /healthz and /metrics,
 //! refuses a second daemon on one SQLite file, and on SIGTERM exits 0 within its bound.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::os::unix::net::UnixDatagram;

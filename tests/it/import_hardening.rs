@@ -4,7 +4,7 @@
 //! database in a tempdir; files are passed by relative name (the binary runs in that
 //! directory), so the errors can be matched exactly.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::{directive, fresh_database, small_agency, Backend, Nhacviec, DEMO_AT};

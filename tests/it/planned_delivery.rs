@@ -4,7 +4,7 @@
 //! gets one message holding every notice owed to them, once; and messages stored before
 //! payloads were packed are still sent as they were.
 
-mod support;
+use crate::support;
 
 use nhacviec::app::App;
 use nhacviec::config::Config;

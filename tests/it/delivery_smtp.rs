@@ -2,7 +2,7 @@
 //! What `plan --json` promises is what arrives — one message per person, once — and SMTP
 //! failures lose nothing.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};

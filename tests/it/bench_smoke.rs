@@ -2,7 +2,7 @@
 //! real binary on both backends, against a real SMTP server. No assertion on time — only that
 //! every measurement ran, on real work, and reported a peak memory.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use support::{Nhacviec, SmtpPeer};

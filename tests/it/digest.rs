@@ -2,7 +2,7 @@
 //! real MIME parser. Who sees what, one per recipient per week (or month), catch-up within
 //! the week, never late.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::{directive, fresh_database, small_agency, Backend, Mail, Nhacviec, SmtpPeer, DEMO_AT};

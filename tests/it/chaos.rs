@@ -5,7 +5,7 @@
 //! permanent rejection is dead and visible in `status`, and duplicates (one Message-ID
 //! received twice) number no more than the kills. The test prints its figures.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,7 +2,7 @@
 //! line against the domain rules on both backends, the administrator's plan view,
 //! `check-config`, exit statuses and one-line reasons.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::{directive, fresh_database, small_agency, Nhacviec, PlannedNotice, BACKENDS, DEMO_AT};

@@ -1,7 +1,7 @@
 //! The store and import on both backends: every field round-trips, imports upsert by code,
 //! every import error leaves the data unchanged, and concurrent claimers never share a row.
 
-mod support;
+use crate::support;
 
 use nhacviec::calendar::Calendar;
 use nhacviec::domain::{Channel, Ladder, MessageKind, Notice, NoticeKey, NoticeKind, Stage};

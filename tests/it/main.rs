@@ -1,0 +1,20 @@
+//! The integration tests, one binary: each module drives the real `nhacviec` (and
+//! `nhacviec-bench`) binaries against real peers — SQLite files, PostgreSQL, an SMTP server,
+//! HTTP stand-ins — with the support code shared once.
+
+mod support;
+
+mod bench_smoke;
+mod chaos;
+mod chat_channels;
+mod cli;
+mod config_hardening;
+mod daemon;
+mod delivery_smtp;
+mod digest;
+mod faults;
+mod import_hardening;
+mod planned_delivery;
+mod planner_rules;
+mod store_backends;
+mod systemd_unit;
