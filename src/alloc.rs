@@ -1,5 +1,7 @@
 //! Process set-up shared by both binaries (`nhacviec` and `nhacviec-bench`): the allocator and
-//! its options, so the benchmark measures memory as the daemon uses it.
+//! its options, so the benchmark measures memory as the daemon uses it. The only unsafe code
+//! of the package lives here (the crate-wide lint denies it elsewhere).
+#![allow(unsafe_code)]
 
 /// mimalloc rather than glibc's malloc: rendering runs on every core, and glibc kept an arena
 /// per thread and handed little of it back (a national morning round peaked at 142–151 MB;

@@ -2,6 +2,9 @@
 //! `nhacviec-bench`) binaries against real peers — SQLite files, PostgreSQL, an SMTP server,
 //! HTTP stand-ins — with the support code shared once.
 
+// Tests may unwrap: a failed unwrap is their assertion.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod bench_smoke;
