@@ -7,7 +7,7 @@ pub use crate::channels::outlets_templates_dir as templates_dir;
 pub use crate::channels::Outlets;
 use crate::clock::Clock;
 use crate::config::{redact_url, Config};
-use crate::delivery::{Deliverer, DeliveryStats, PlannedDelivery, UnrecordedOutcome};
+use crate::deliver::{Builder, Deliverer, DeliveryStats, RoundDelivery, UnrecordedOutcome};
 use crate::domain::{Directive, Notice};
 use crate::metrics::Metrics;
 use crate::outbox::in_send_window;
@@ -136,7 +136,7 @@ impl App {
     pub async fn tick(
         &self,
         now: DateTime<Tz>,
-        outlets: &Outlets,
+        outlets: &Arc<Outlets>,
         stopping: &AtomicBool,
     ) -> anyhow::Result<TickReport> {
         let started = crate::clock::monotonic();
@@ -162,12 +162,11 @@ impl App {
         let deliverer = self.deliverer(outlets, stopping);
         // What this tick planned goes out first, straight from the plan; then whatever waits
         // in the outbox: notices left pending, digests, retries, sends a crashed process left.
-        let PlannedDelivery { recorded, adopted, stats: mut delivery } =
-            deliverer.deliver_planned(&snapshot, now, &owed).await?;
-        tracing::debug!(?planned, delivered = ?(started.elapsed() - planned), owed = owed.len(), recorded, "tick planned and delivered its plan");
         let owed_count = owed.len();
-        drop(owed);
-        delivery.absorb(deliverer.deliver(&snapshot, &calendar, now).await?);
+        let snapshot = Arc::new(snapshot);
+        let RoundDelivery { recorded, adopted, stats: delivery } =
+            deliverer.deliver(&snapshot, &calendar, now, owed).await?;
+        tracing::debug!(?planned, delivered = ?(started.elapsed() - planned), owed = owed_count, recorded, "tick planned and delivered");
         let paused = deliverer.paused_channels();
         // /healthz answers 503 while a channel's server keeps a round from going out.
         self.metrics.set_delivery_blocked((!paused.is_empty()).then(|| {
@@ -185,14 +184,17 @@ impl App {
     }
 
     /// A delivery pass's context for one round.
-    pub fn deliverer<'a>(&'a self, outlets: &'a Outlets, stopping: &'a AtomicBool) -> Deliverer<'a> {
+    pub fn deliverer<'a>(&'a self, outlets: &Arc<Outlets>, stopping: &'a AtomicBool) -> Deliverer<'a> {
         Deliverer {
             config: &self.config,
             store: &self.store,
-            outlets,
+            builder: Builder {
+                config: Arc::clone(&self.config),
+                outlets: Arc::clone(outlets),
+                clock: Arc::clone(&self.clock),
+            },
             owner: &self.owner,
             metrics: &self.metrics,
-            clock: &self.clock,
             stopping,
             paused: Default::default(),
             unrecorded: &self.unrecorded,
@@ -236,8 +238,8 @@ impl App {
 
     /// Loads the templates (built in, or overridden from `mail.templates_dir`) and sets up
     /// the channels.
-    pub fn outlets(&self) -> anyhow::Result<Outlets> {
-        Ok(Outlets::from_config(&self.config)?)
+    pub fn outlets(&self) -> anyhow::Result<Arc<Outlets>> {
+        Ok(Arc::new(Outlets::from_config(&self.config)?))
     }
 }
 

@@ -212,6 +212,16 @@ impl Person {
         wanted.iter().filter_map(|c| Some((*c, self.address_on(*c)?))).collect()
     }
 
+    /// Whether the person has an address of their own on `channel` (a webhook's receiver
+    /// otherwise routes by the person's code).
+    pub fn has_own_address_on(&self, channel: Channel) -> bool {
+        match channel {
+            Channel::Email => !self.email.is_empty(),
+            Channel::Telegram => self.reach.telegram_chat_id.is_some(),
+            Channel::Webhook => self.reach.webhook_id.is_some(),
+        }
+    }
+
     /// Where this person is reached on `channel`, if they can be.
     pub fn address_on(&self, channel: Channel) -> Option<String> {
         match channel {

@@ -12,7 +12,7 @@ pub mod channels;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod delivery;
+pub mod deliver;
 pub mod digest;
 pub mod digest_render;
 pub mod domain;

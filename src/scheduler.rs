@@ -40,7 +40,7 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     for warning in &checked.warnings {
         tracing::warn!(key = warning.key, "{warning}");
     }
-    let outlets = checked.outlets;
+    let outlets = Arc::new(checked.outlets);
     let _lock = lock_sqlite_database(&config)?;
     let Some(app) = open_patiently(config.clone(), &mut signals).await? else {
         return Ok(());

@@ -140,13 +140,13 @@ pub(crate) async fn enqueue(app: &App, now: DateTime<Tz>, m: Measurement) -> any
     Ok(vec![first, second])
 }
 
-pub(crate) fn deliverer<'a>(app: &'a App, outlets: &'a Outlets, stopping: &'a AtomicBool) -> Deliverer<'a> {
+pub(crate) fn deliverer<'a>(app: &'a App, outlets: &Arc<Outlets>, stopping: &'a AtomicBool) -> Deliverer<'a> {
     app.deliverer(outlets, stopping)
 }
 
 /// Outlets as configured, but with the given transport settings.
-pub(crate) fn outlets_with(_app: &App, config: &Config) -> anyhow::Result<Outlets> {
-    Ok(Outlets::from_config(config)?)
+pub(crate) fn outlets_with(_app: &App, config: &Config) -> anyhow::Result<Arc<Outlets>> {
+    Ok(Arc::new(Outlets::from_config(config)?))
 }
 
 pub(crate) fn delivery_detail(stats: &DeliveryStats) -> String {
@@ -170,7 +170,7 @@ pub(crate) async fn render(app: &App, now: DateTime<Tz>, mut m: Measurement) -> 
     let outlets = app.outlets()?;
     let stopping = AtomicBool::new(false);
     let started = Instant::now();
-    let stats = deliverer(app, &outlets, &stopping).deliver(&snapshot, &calendar, now).await?;
+    let stats = deliverer(app, &outlets, &stopping).deliver(&Arc::new(snapshot), &calendar, now, Vec::new()).await?.stats;
     m.seconds = started.elapsed().as_secs_f64();
     m.work = u64::try_from(pending).unwrap_or(0);
     m.unit = "owed notices".into();
@@ -243,7 +243,7 @@ pub(crate) async fn smtp_prepare(app: &App, now: DateTime<Tz>, mut m: Measuremen
     let snapshot = app.snapshot(&calendar, now).await?;
     let stopping = AtomicBool::new(false);
     let started = Instant::now();
-    let stats = deliverer(app, &outlets, &stopping).deliver(&snapshot, &calendar, now).await?;
+    let stats = deliverer(app, &outlets, &stopping).deliver(&Arc::new(snapshot), &calendar, now, Vec::new()).await?.stats;
     m.seconds = started.elapsed().as_secs_f64();
     m.work = stats.messages_created as u64;
     m.unit = "messages".into();
@@ -259,7 +259,7 @@ pub(crate) async fn smtp(app: &App, now: DateTime<Tz>, mut m: Measurement) -> an
     let snapshot = app.snapshot(&calendar, now).await?;
     let stopping = AtomicBool::new(false);
     let started = Instant::now();
-    let stats = deliverer(app, &outlets, &stopping).deliver(&snapshot, &calendar, now).await?;
+    let stats = deliverer(app, &outlets, &stopping).deliver(&Arc::new(snapshot), &calendar, now, Vec::new()).await?.stats;
     m.seconds = started.elapsed().as_secs_f64();
     m.work = stats.sent as u64;
     m.unit = "emails".into();

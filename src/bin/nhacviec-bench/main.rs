@@ -20,7 +20,7 @@ use chrono_tz::Tz;
 use nhacviec::app::{App, Outlets, TickReport};
 use nhacviec::calendar::Calendar;
 use nhacviec::config::{Config, MailTransport};
-use nhacviec::delivery::{Deliverer, DeliveryStats};
+use nhacviec::deliver::{Deliverer, DeliveryStats};
 use nhacviec::domain::{Directive, DirectiveKind, Person, Role, Status, Unit};
 use nhacviec::planner::plan;
 use nhacviec::reports::plan_reports;

@@ -1,0 +1,159 @@
+//! Deliver ← the outbox: what a tick's own plan did not take — notices planned outside the
+//! send window, digests and reports, a batch a replica got to first — is claimed in one write
+//! transaction, re-checked against its directive as it stands now (stale notices are
+//! superseded with the reason, not sent), built into messages and recorded with them before
+//! anything is sent.
+
+use super::{Deliverer, DeliveryStats, Phases};
+use crate::calendar::Calendar;
+use crate::domain::{Directive, MessageKind, Notice, Status, Superseded};
+use crate::planner::{plan_bounces, plan_directive, Snapshot};
+use crate::reports::{audience_of, render_report, report_still_owed, report_window, ReportInput};
+use crate::store::{ClaimedMessage, NewMessage, StoreError};
+use chrono::DateTime;
+use chrono_tz::Tz;
+use std::collections::{HashMap, HashSet};
+
+impl Deliverer<'_> {
+    /// Claims pending notices, supersedes the stale ones, records one message per person and
+    /// channel (or per notice when grouping is off) — a digest or report always its own
+    /// message — leased to this process.
+    pub(super) async fn claim_and_record(
+        &self,
+        snapshot: &Snapshot,
+        calendar: &Calendar,
+        now: DateTime<Tz>,
+        stats: &mut DeliveryStats,
+        phases: &mut Phases,
+    ) -> Result<Vec<ClaimedMessage>, StoreError> {
+        let started = crate::clock::monotonic();
+        let claim = self.store.claim_notices(self.config.delivery.batch_size).await?;
+        phases.claim += started.elapsed();
+        if claim.notices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reports, reminders): (Vec<&Notice>, Vec<&Notice>) =
+            claim.notices.iter().partition(|n| n.kind.message_kind() != MessageKind::Reminder);
+        let started = crate::clock::monotonic();
+        let mut superseded = Vec::new();
+        let mut messages = Vec::new();
+        if !reminders.is_empty() {
+            self.reminder_messages(snapshot, calendar, now, &reminders, &mut messages, &mut superseded).await?;
+        }
+        if !reports.is_empty() {
+            self.report_messages(snapshot, calendar, now, &reports, &mut messages, &mut superseded).await?;
+        }
+        phases.prepare += started.elapsed();
+        let started = crate::clock::monotonic();
+        let lease_until = self.lease_until();
+        claim.commit(&messages, &superseded, self.owner, lease_until, now.timestamp()).await?;
+        phases.commit += started.elapsed();
+        stats.superseded += superseded.len();
+        stats.messages_created += messages.len();
+        self.count_superseded(&superseded);
+        Ok(self.sendable(messages, stats))
+    }
+
+    /// Re-plans each claimed reminder's directive: still owed → grouped into a message;
+    /// otherwise superseded with the reason.
+    async fn reminder_messages(
+        &self,
+        snapshot: &Snapshot,
+        calendar: &Calendar,
+        now: DateTime<Tz>,
+        notices: &[&Notice],
+        messages: &mut Vec<NewMessage>,
+        superseded: &mut Vec<Superseded>,
+    ) -> Result<(), StoreError> {
+        let codes: Vec<String> =
+            notices.iter().filter_map(|n| n.directive.clone()).collect::<HashSet<_>>().into_iter().collect();
+        let directives: HashMap<String, Directive> =
+            self.store.directives_by_code(&codes).await?.into_iter().map(|d| (d.code.clone(), d)).collect();
+        let today = now.date_naive();
+        let mut owed: HashMap<&str, Vec<Notice>> = HashMap::new();
+        for (code, directive) in &directives {
+            let mut out = Vec::new();
+            plan_directive(snapshot, &self.config.policy, calendar, today, directive, &mut out);
+            owed.insert(code.as_str(), out);
+        }
+        let bounces: HashSet<String> =
+            plan_bounces(snapshot).iter().map(|n| n.key.without_channel().to_string()).collect();
+        let mut kept = Vec::with_capacity(notices.len());
+        for notice in notices {
+            let verdict = match notice.directive.as_deref() {
+                Some(code) => still_owed(notice, directives.get(code), owed.get(code)),
+                None if bounces.contains(notice.key.without_channel()) => Ok(()),
+                None => Err("the address was corrected or the person left".into()),
+            };
+            match verdict {
+                Ok(()) => kept.push(*notice),
+                Err(reason) => superseded.push(Superseded::of(notice, reason)),
+            }
+        }
+        let by_code: HashMap<&str, &Directive> = directives.iter().map(|(code, d)| (code.as_str(), d)).collect();
+        let (built, failed) = self.builder.reminders(snapshot, now, &kept, &by_code);
+        messages.extend(built);
+        superseded.extend(failed);
+        Ok(())
+    }
+
+    /// Digests and monthly reports: each still owed (same week or month, recipient still a
+    /// leader or chief) becomes its own message, built from the store's current directives.
+    async fn report_messages(
+        &self,
+        snapshot: &Snapshot,
+        calendar: &Calendar,
+        now: DateTime<Tz>,
+        notices: &[&Notice],
+        messages: &mut Vec<NewMessage>,
+        superseded: &mut Vec<Superseded>,
+    ) -> Result<(), StoreError> {
+        let today = now.date_naive();
+        let (since, due_from, due_until) = report_window(today);
+        let directives = self.store.report_directives(since, due_from, due_until).await?;
+        let input = ReportInput { snapshot, directives: &directives, calendar, policy: &self.config.policy, today };
+        for notice in notices {
+            let verdict =
+                report_still_owed(&notice.stage, today, calendar, &self.config.report_schedule).and_then(|()| {
+                    let person = snapshot.people.get(&notice.recipient).filter(|p| p.active);
+                    let audience = audience_of(snapshot, &notice.recipient);
+                    person.zip(audience).ok_or_else(|| "recipient no longer leads a block".to_string())
+                });
+            let (person, audience) = match verdict {
+                Ok(found) => found,
+                Err(reason) => {
+                    superseded.push(Superseded::of(notice, reason));
+                    continue;
+                }
+            };
+            let kind = notice.kind.message_kind();
+            messages.push(self.builder.build(kind, person, notice.channel, &[notice], now, |outlet, to| {
+                let rendered = render_report(&self.builder.outlets.digests, &input, person, &audience, &notice.stage)
+                    .map_err(|e| format!("cannot be rendered: {e}"))?;
+                outlet.report(rendered, to)
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// A queued notice is still owed when re-planning its directive now yields its very key;
+/// otherwise it is stale, and the reason says why.
+fn still_owed(notice: &Notice, directive: Option<&Directive>, owed: Option<&Vec<Notice>>) -> Result<(), String> {
+    let Some(directive) = directive else {
+        return Err("directive no longer exists".into());
+    };
+    // Compared without the channel: a copy sent on chat after an email bounce is owed as
+    // long as the email notice would be.
+    if owed.is_some_and(|o| o.iter().any(|n| n.key.without_channel() == notice.key.without_channel())) {
+        return Ok(());
+    }
+    Err(match directive.status {
+        Status::Completed => "directive completed".into(),
+        Status::Cancelled => "directive cancelled".into(),
+        _ if notice.effective_due.is_some() && notice.effective_due != directive.due_on => {
+            "no longer owed: due date changed or a later stage was reached".into()
+        }
+        _ => "no longer owed: reassigned or state changed".into(),
+    })
+}
