@@ -24,6 +24,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
+/// Where one step of the planned pipeline left off.
+enum Step {
+    /// Shutting down: this batch was built, not recorded.
+    Stopped(Vec<Planned>),
+    /// The batch is recorded: its messages to send, and the next batch being built.
+    Recorded { recorded: Vec<ClaimedMessage>, following: Option<JoinHandle<Prepared>> },
+}
+
 /// One batch of planned notices and the messages built from it.
 pub(super) struct Prepared {
     pub(super) batch: Vec<Planned>,
@@ -54,23 +62,40 @@ impl Deliverer<'_> {
         let mut send_time = Duration::ZERO;
         let mut unreached = Vec::new();
         while let Some(building) = ahead.take() {
-            let prepared = building.await.map_err(|e| StoreError::Outbox(format!("building a batch failed: {e}")))?;
-            if self.stopping.load(Ordering::SeqCst) {
-                unreached.extend(prepared.batch);
-                break;
-            }
-            ahead = batches.next().map(|batch| self.build_ahead(snapshot, &index, now, batch));
-            if overlap_sends {
-                let previous = std::mem::take(&mut sending);
-                let (recorded, was_sent) = tokio::join!(
-                    self.record_planned(prepared, now, done, phases),
-                    self.send_timed(previous, now, &mut sent, &mut send_time)
-                );
-                was_sent?;
-                sending = recorded?;
-            } else {
+            // Waits for batch n to be built, starts building n+1, and records n. A message is
+            // sent as soon as it is recorded (its lease runs from then): on PostgreSQL batch
+            // n-1 goes out meanwhile, never waiting on a build.
+            let step = async {
+                let prepared =
+                    building.await.map_err(|e| StoreError::Outbox(format!("building a batch failed: {e}")))?;
+                if self.stopping.load(Ordering::SeqCst) {
+                    return Ok::<_, StoreError>(Step::Stopped(prepared.batch));
+                }
+                let following = batches.next().map(|batch| self.build_ahead(snapshot, &index, now, batch));
                 let recorded = self.record_planned(prepared, now, done, phases).await?;
-                self.send_timed(recorded, now, &mut sent, &mut send_time).await?;
+                Ok(Step::Recorded { recorded, following })
+            };
+            let stepped = if overlap_sends {
+                let previous = std::mem::take(&mut sending);
+                let (stepped, was_sent) = tokio::join!(step, self.send_timed(previous, now, &mut sent, &mut send_time));
+                was_sent?;
+                stepped?
+            } else {
+                step.await?
+            };
+            match stepped {
+                Step::Stopped(batch) => {
+                    unreached.extend(batch);
+                    break;
+                }
+                Step::Recorded { recorded, following } if overlap_sends => {
+                    sending = recorded;
+                    ahead = following;
+                }
+                Step::Recorded { recorded, following } => {
+                    ahead = following;
+                    self.send_timed(recorded, now, &mut sent, &mut send_time).await?;
+                }
             }
         }
         let last = self.send_timed(sending, now, &mut sent, &mut send_time).await;

@@ -55,12 +55,7 @@ impl Deliverer<'_> {
     /// When an email is rejected for good: remember the bounce (the unit head is told, the
     /// block leader sees it in the digest), and send the same notices to the person's chat
     /// channel if they have one they do not already receive on.
-    async fn fall_back(
-        &self,
-        m: &ClaimedMessage,
-        reason: &str,
-        now: DateTime<Tz>,
-    ) -> Result<(), StoreError> {
+    async fn fall_back(&self, m: &ClaimedMessage, reason: &str, now: DateTime<Tz>) -> Result<(), StoreError> {
         if m.channel != Channel::Email || m.kind != MessageKind::Reminder {
             return Ok(());
         }
@@ -207,8 +202,12 @@ impl Deliverer<'_> {
                 cause: DeadCause::Exhausted,
             },
             Err(DeliveryError::Transient(error)) => {
-                let delay =
-                    retry_delay(delivery.retry_base_seconds, delivery.retry_max_seconds, attempt, self.builder.clock.jitter());
+                let delay = retry_delay(
+                    delivery.retry_base_seconds,
+                    delivery.retry_max_seconds,
+                    attempt,
+                    self.builder.clock.jitter(),
+                );
                 MessageOutcome::Retry {
                     next_attempt_at: now.timestamp() + i64::try_from(delay).unwrap_or(i64::MAX / 2),
                     error,

@@ -170,7 +170,8 @@ pub(crate) async fn render(app: &App, now: DateTime<Tz>, mut m: Measurement) -> 
     let outlets = app.outlets()?;
     let stopping = AtomicBool::new(false);
     let started = Instant::now();
-    let stats = deliverer(app, &outlets, &stopping).deliver(&Arc::new(snapshot), &calendar, now, Vec::new()).await?.stats;
+    let stats =
+        deliverer(app, &outlets, &stopping).deliver(&Arc::new(snapshot), &calendar, now, Vec::new()).await?.stats;
     m.seconds = started.elapsed().as_secs_f64();
     m.work = u64::try_from(pending).unwrap_or(0);
     m.unit = "owed notices".into();
@@ -243,7 +244,8 @@ pub(crate) async fn smtp_prepare(app: &App, now: DateTime<Tz>, mut m: Measuremen
     let snapshot = app.snapshot(&calendar, now).await?;
     let stopping = AtomicBool::new(false);
     let started = Instant::now();
-    let stats = deliverer(app, &outlets, &stopping).deliver(&Arc::new(snapshot), &calendar, now, Vec::new()).await?.stats;
+    let stats =
+        deliverer(app, &outlets, &stopping).deliver(&Arc::new(snapshot), &calendar, now, Vec::new()).await?.stats;
     m.seconds = started.elapsed().as_secs_f64();
     m.work = stats.messages_created as u64;
     m.unit = "messages".into();
@@ -259,7 +261,8 @@ pub(crate) async fn smtp(app: &App, now: DateTime<Tz>, mut m: Measurement) -> an
     let snapshot = app.snapshot(&calendar, now).await?;
     let stopping = AtomicBool::new(false);
     let started = Instant::now();
-    let stats = deliverer(app, &outlets, &stopping).deliver(&Arc::new(snapshot), &calendar, now, Vec::new()).await?.stats;
+    let stats =
+        deliverer(app, &outlets, &stopping).deliver(&Arc::new(snapshot), &calendar, now, Vec::new()).await?.stats;
     m.seconds = started.elapsed().as_secs_f64();
     m.work = stats.sent as u64;
     m.unit = "emails".into();
