@@ -151,9 +151,9 @@ impl NoticeKind {
         }
     }
 
-    /// The word a key of this kind starts with. A monthly report keeps `digest`, the word its
-    /// keys were recorded under before reports had a kind of their own, so a report recorded
-    /// then is not owed again.
+    /// The word a key of this kind starts with, and its `kind` in `plan --json`. A monthly
+    /// report keeps `digest`, the word its keys were recorded under and scripts read before
+    /// reports had a kind of their own, so a report recorded then is not owed again.
     fn key_word(self) -> &'static str {
         match self {
             NoticeKind::Report => NoticeKind::Digest.as_str(),
@@ -418,6 +418,9 @@ impl FromStr for Ladder {
 /// one ladder stage, one channel. Its `key` is deterministic, so planning is idempotent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Notice {
+    /// In `plan --json` a monthly report keeps the word `digest` (its stage, a month, tells
+    /// it from a weekly digest): the format scripts already read.
+    #[serde(serialize_with = "serialize_kind_as_published")]
     pub kind: NoticeKind,
     /// Directive code; `None` for a digest, a report or a bounce notice.
     pub directive: Option<String>,
@@ -435,6 +438,10 @@ pub struct Notice {
     /// used to order a message from most to least urgent.
     #[serde(skip)]
     pub days_overdue: i32,
+}
+
+fn serialize_kind_as_published<S: serde::Serializer>(kind: &NoticeKind, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(kind.key_word())
 }
 
 impl Notice {
@@ -574,6 +581,20 @@ mod tests {
         assert_eq!(key.without_channel(), "overdue:D1:lien:T+1");
         let report = NoticeKey::new(NoticeKind::Report, &["pct_a", "2022-09"], Channel::Email);
         assert_eq!(report.as_str(), "digest:pct_a:2022-09:email");
+        let notice = Notice {
+            kind: NoticeKind::Report,
+            directive: None,
+            recipient: "pct_a".into(),
+            address: "a@x.vn".into(),
+            channel: Channel::Email,
+            stage: Stage::Month { year: 2022, month: 9 },
+            key: report,
+            ladder: Ladder::Report,
+            effective_due: None,
+            days_overdue: 0,
+        };
+        let json = serde_json::to_string(&notice).unwrap();
+        assert!(json.starts_with(r#"{"kind":"digest","directive":null"#) && json.contains(r#""stage":"2022-09""#), "{json}");
     }
 
     #[test]
