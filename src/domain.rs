@@ -594,7 +594,10 @@ mod tests {
             days_overdue: 0,
         };
         let json = serde_json::to_string(&notice).unwrap();
-        assert!(json.starts_with(r#"{"kind":"digest","directive":null"#) && json.contains(r#""stage":"2022-09""#), "{json}");
+        assert!(
+            json.starts_with(r#"{"kind":"digest","directive":null"#) && json.contains(r#""stage":"2022-09""#),
+            "{json}"
+        );
     }
 
     #[test]

@@ -122,14 +122,15 @@ impl Deliverer<'_> {
         let mut phases = Phases::default();
         // 1. This tick's own plan, straight into messages.
         if !owed.is_empty() {
+            let owed = Arc::new(owed);
             let started = crate::clock::monotonic();
-            let batches = self.planned_batches(snapshot, now, owed, &mut done).await?;
+            let batches = self.planned_batches(snapshot, now, &owed, &mut done).await?;
             phases.claim += started.elapsed();
             // Batches not reached when shutting down wait as pending. (After a database
             // failure the error goes up; what was not recorded is planned again next tick.)
-            let unreached = self.run_planned(snapshot, now, batches, &mut done, &mut phases).await?;
+            let unreached = self.run_planned(snapshot, &owed, now, batches, &mut done, &mut phases).await?;
             if !unreached.is_empty() {
-                let left: Vec<&Notice> = unreached.iter().map(|p| &p.notice).collect();
+                let left: Vec<&Notice> = unreached.iter().map(|p| &owed[p.index]).collect();
                 done.recorded += self.store.enqueue_unrecorded(left, now.timestamp()).await?;
             }
         }

@@ -9,7 +9,7 @@
 //! together (a group commit).
 
 use super::planned::Planned;
-use super::{Deliverer, DeliveryStats, Phases, RoundDelivery, OUTCOMES_PER_COMMIT};
+use super::{Builder, Deliverer, DeliveryStats, Phases, RoundDelivery, OUTCOMES_PER_COMMIT};
 use crate::channels::DeliveryError;
 use crate::config::Backend;
 use crate::domain::{Directive, Notice, Superseded};
@@ -19,17 +19,39 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use futures_util::stream::{self, StreamExt};
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 
-/// Where one step of the planned pipeline left off.
-enum Step {
-    /// Shutting down: this batch was built, not recorded.
-    Stopped(Vec<Planned>),
-    /// The batch is recorded: its messages to send, and the next batch being built.
-    Recorded { recorded: Vec<ClaimedMessage>, following: Option<JoinHandle<Prepared>> },
+/// Finds a snapshot's directives by code without copying a code: the store hands them over in
+/// code order, so a binary search serves; any other order is sorted once, by position.
+pub(super) struct DirectiveIndex {
+    /// Positions in code order, when the snapshot's own order is not.
+    order: Option<Vec<usize>>,
+}
+
+impl DirectiveIndex {
+    fn of(snapshot: &Snapshot) -> DirectiveIndex {
+        let directives = &snapshot.directives;
+        if directives.windows(2).all(|w| w[0].code <= w[1].code) {
+            return DirectiveIndex { order: None };
+        }
+        let mut order: Vec<usize> = (0..directives.len()).collect();
+        order.sort_unstable_by(|a, b| directives[*a].code.cmp(&directives[*b].code));
+        DirectiveIndex { order: Some(order) }
+    }
+
+    fn find<'s>(&self, snapshot: &'s Snapshot, code: &str) -> Option<&'s Directive> {
+        let directives = &snapshot.directives;
+        let position = match &self.order {
+            None => directives.binary_search_by(|d| d.code.as_str().cmp(code)).ok()?,
+            Some(order) => order[order.binary_search_by(|i| directives[*i].code.as_str().cmp(code)).ok()?],
+        };
+        directives.get(position)
+    }
 }
 
 /// One batch of planned notices and the messages built from it.
@@ -47,86 +69,105 @@ impl Deliverer<'_> {
     pub(super) async fn run_planned(
         &self,
         snapshot: &Arc<Snapshot>,
+        owed: &Arc<Vec<Notice>>,
         now: DateTime<Tz>,
         batches: Vec<Vec<Planned>>,
         done: &mut RoundDelivery,
         phases: &mut Phases,
     ) -> Result<Vec<Planned>, StoreError> {
-        let index: Arc<HashMap<String, usize>> =
-            Arc::new(snapshot.directives.iter().enumerate().map(|(i, d)| (d.code.clone(), i)).collect());
         let overlap_sends = self.store.backend() == Backend::Postgres;
-        let mut batches = batches.into_iter();
-        let mut ahead = batches.next().map(|batch| self.build_ahead(snapshot, &index, now, batch));
+        let queue = Arc::new(Mutex::new(VecDeque::from(batches)));
+        let stop_building = Arc::new(AtomicBool::new(false));
+        let mut built = self.start_building(snapshot, owed, now, &queue, &stop_building);
         let mut sending: Vec<ClaimedMessage> = Vec::new();
         let mut sent = DeliveryStats::default();
         let mut send_time = Duration::ZERO;
         let mut unreached = Vec::new();
-        while let Some(building) = ahead.take() {
-            // Waits for batch n to be built, starts building n+1, and records n. A message is
-            // sent as soon as it is recorded (its lease runs from then): on PostgreSQL batch
-            // n-1 goes out meanwhile, never waiting on a build.
-            let step = async {
-                let prepared =
-                    building.await.map_err(|e| StoreError::Outbox(format!("building a batch failed: {e}")))?;
-                if self.stopping.load(Ordering::SeqCst) {
-                    return Ok::<_, StoreError>(Step::Stopped(prepared.batch));
-                }
-                let following = batches.next().map(|batch| self.build_ahead(snapshot, &index, now, batch));
-                let recorded = self.record_planned(prepared, now, done, phases).await?;
-                Ok(Step::Recorded { recorded, following })
-            };
-            let stepped = if overlap_sends {
-                let previous = std::mem::take(&mut sending);
-                let (stepped, was_sent) = tokio::join!(step, self.send_timed(previous, now, &mut sent, &mut send_time));
-                was_sent?;
-                stepped?
-            } else {
-                step.await?
-            };
-            match stepped {
-                Step::Stopped(batch) => {
-                    unreached.extend(batch);
-                    break;
-                }
-                Step::Recorded { recorded, following } if overlap_sends => {
-                    sending = recorded;
-                    ahead = following;
-                }
-                Step::Recorded { recorded, following } => {
-                    ahead = following;
-                    self.send_timed(recorded, now, &mut sent, &mut send_time).await?;
+        let outcome = async {
+            loop {
+                // Waits for batch n to be built and records it. A message is sent as soon as
+                // it is recorded (its lease runs from then): on PostgreSQL batch n-1 goes out
+                // meanwhile, never waiting on a build.
+                let step = async {
+                    let Some(prepared) = built.recv().await else { return Ok::<_, StoreError>(None) };
+                    if self.stopping.load(Ordering::SeqCst) {
+                        return Ok(Some(Err(prepared.batch)));
+                    }
+                    Ok(Some(Ok(self.record_planned(owed, prepared, now, done, phases).await?)))
+                };
+                let stepped = if overlap_sends {
+                    let previous = std::mem::take(&mut sending);
+                    let (stepped, was_sent) =
+                        tokio::join!(step, self.send_timed(previous, now, &mut sent, &mut send_time));
+                    was_sent?;
+                    stepped?
+                } else {
+                    step.await?
+                };
+                match stepped {
+                    None => return Ok::<(), StoreError>(()),
+                    Some(Err(batch)) => {
+                        unreached.extend(batch);
+                        return Ok(());
+                    }
+                    Some(Ok(recorded)) if overlap_sends => sending = recorded,
+                    Some(Ok(recorded)) => self.send_timed(recorded, now, &mut sent, &mut send_time).await?,
                 }
             }
+        }
+        .await;
+        // Whatever happened, the builder stops after its current batch; what it built and
+        // what it never reached wait as pending.
+        stop_building.store(true, Ordering::SeqCst);
+        while let Some(prepared) = built.recv().await {
+            unreached.extend(prepared.batch);
         }
         let last = self.send_timed(sending, now, &mut sent, &mut send_time).await;
         done.stats.absorb(sent);
         phases.send += send_time;
+        outcome?;
         last?;
-        unreached.extend(batches.flatten());
+        let left = std::mem::take(&mut *queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        unreached.extend(left.into_iter().flatten());
         Ok(unreached.into_iter().filter(|p| !p.adopted).collect())
     }
 
-    /// Builds `batch` on the blocking pool (itself building on every core).
-    fn build_ahead(
+    /// Starts the round's builder: a thread of its own that takes batches off `queue` in
+    /// order and builds each (itself on every core), one batch ahead of its consumer. The
+    /// thread ends with the round, and what it allocated goes back with it (the blocking
+    /// pool's threads live on, and held a round's peak some 45 MB higher).
+    fn start_building(
         &self,
         snapshot: &Arc<Snapshot>,
-        index: &Arc<HashMap<String, usize>>,
+        owed: &Arc<Vec<Notice>>,
         now: DateTime<Tz>,
-        batch: Vec<Planned>,
-    ) -> JoinHandle<Prepared> {
-        let (builder, snapshot, index) = (self.builder.clone(), Arc::clone(snapshot), Arc::clone(index));
-        tokio::task::spawn_blocking(move || {
-            let started = crate::clock::monotonic();
-            let notices: Vec<&Notice> = batch.iter().map(|p| &p.notice).collect();
-            let directives: HashMap<&str, &Directive> = notices
-                .iter()
-                .filter_map(|n| n.directive.as_deref())
-                .filter_map(|code| Some((code, snapshot.directives.get(*index.get(code)?)?)))
-                .collect();
-            let (messages, superseded) = builder.reminders(&snapshot, now, &notices, &directives);
-            drop(notices);
-            Prepared { batch, messages, superseded, took: started.elapsed() }
-        })
+        queue: &Arc<Mutex<VecDeque<Vec<Planned>>>>,
+        stop: &Arc<AtomicBool>,
+    ) -> mpsc::Receiver<Prepared> {
+        let (ready, built) = mpsc::channel(1);
+        let builder = self.builder.clone();
+        let (snapshot, owed, queue, stop) =
+            (Arc::clone(snapshot), Arc::clone(owed), Arc::clone(queue), Arc::clone(stop));
+        let spawned = std::thread::Builder::new().name("nhacviec-build".into()).spawn(move || {
+            let index = DirectiveIndex::of(&snapshot);
+            loop {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let next = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front();
+                let Some(batch) = next else { break };
+                let prepared = build_batch(&builder, &snapshot, &owed, &index, now, batch);
+                if let Err(mpsc::error::SendError(prepared)) = ready.blocking_send(prepared) {
+                    // The round ended: the batch goes back, unrecorded.
+                    queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_front(prepared.batch);
+                    break;
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the thread that builds messages; the plan waits to be claimed");
+        }
+        built
     }
 
     /// [`Deliverer::send_all`], adding the time it took.
@@ -212,4 +253,25 @@ impl Deliverer<'_> {
         let ((), recorded) = tokio::join!(sending, recording);
         recorded
     }
+}
+
+/// Builds one batch of planned notices into its messages.
+fn build_batch(
+    builder: &Builder,
+    snapshot: &Snapshot,
+    owed: &[Notice],
+    index: &DirectiveIndex,
+    now: DateTime<Tz>,
+    batch: Vec<Planned>,
+) -> Prepared {
+    let started = crate::clock::monotonic();
+    let notices: Vec<&Notice> = batch.iter().map(|p| &owed[p.index]).collect();
+    let directives: HashMap<&str, &Directive> = notices
+        .iter()
+        .filter_map(|n| n.directive.as_deref())
+        .filter_map(|code| Some((code, index.find(snapshot, code)?)))
+        .collect();
+    let (messages, superseded) = builder.reminders(snapshot, now, &notices, &directives);
+    drop(notices);
+    Prepared { batch, messages, superseded, took: started.elapsed() }
 }

@@ -17,10 +17,11 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use std::collections::HashMap;
 
-/// A notice of this tick's plan on its way into a message.
-#[derive(Debug, Clone)]
+/// A notice of this tick's plan on its way into a message: its place in the plan (the
+/// notices themselves stay where the planner put them, shared, never copied).
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Planned {
-    pub(super) notice: Notice,
+    pub(super) index: usize,
     /// Recorded by an earlier tick and still pending.
     pub(super) adopted: bool,
 }
@@ -34,7 +35,7 @@ impl Deliverer<'_> {
         &self,
         snapshot: &Snapshot,
         now: DateTime<Tz>,
-        owed: Vec<Notice>,
+        owed: &[Notice],
         done: &mut RoundDelivery,
     ) -> Result<Vec<Vec<Planned>>, StoreError> {
         let keys: Vec<&str> = owed.iter().map(|n| n.key.as_str()).collect();
@@ -50,27 +51,31 @@ impl Deliverer<'_> {
         }
         let mut direct = Vec::new();
         let mut later = Vec::new();
-        for (n, state) in owed.into_iter().zip(states) {
+        for (index, (n, state)) in owed.iter().zip(states).enumerate() {
             let goes_direct = n.kind.message_kind() == MessageKind::Reminder
                 && snapshot.people.get(&n.recipient).is_some_and(|p| p.active)
-                && unowed_pending.get(&route(&n)).is_none_or(|left| *left <= 0);
+                && unowed_pending.get(&route(n)).is_none_or(|left| *left <= 0);
             match state {
-                None if goes_direct => direct.push(Planned { notice: n, adopted: false }),
+                None if goes_direct => direct.push(Planned { index, adopted: false }),
                 None => later.push(n),
-                Some(true) if goes_direct => direct.push(Planned { notice: n, adopted: true }),
+                Some(true) if goes_direct => direct.push(Planned { index, adopted: true }),
                 Some(_) => {}
             }
         }
-        done.recorded += self.store.enqueue_unrecorded(later.iter().collect(), now.timestamp()).await?;
-        drop(later);
-        direct.sort_unstable_by(|a, b| claim_order(&a.notice).cmp(&claim_order(&b.notice)));
+        done.recorded += self.store.enqueue_unrecorded(later, now.timestamp()).await?;
+        direct.sort_unstable_by(|a, b| claim_order(&owed[a.index]).cmp(&claim_order(&owed[b.index])));
         let batch_size = usize::try_from(self.config.delivery.batch_size).unwrap_or(500).max(1);
-        let mut batches = Vec::new();
-        while !direct.is_empty() {
-            let rest = direct.split_off(batch_end(&direct, batch_size));
-            batches.push(std::mem::replace(&mut direct, rest));
+        // Each batch its own exact allocation: split off the front, a batch would keep the
+        // capacity of everything behind it (a national round: over a gigabyte).
+        let mut sizes = Vec::new();
+        let mut start = 0;
+        while start < direct.len() {
+            let size = batch_end(owed, &direct[start..], batch_size);
+            sizes.push(size);
+            start += size;
         }
-        Ok(batches)
+        let mut notices = direct.into_iter();
+        Ok(sizes.into_iter().map(|size| notices.by_ref().take(size).collect()).collect())
     }
 
     /// Records one built batch with its notices and returns its messages, leased to this
@@ -78,6 +83,7 @@ impl Deliverer<'_> {
     /// waits as pending).
     pub(super) async fn record_planned(
         &self,
+        owed: &[Notice],
         prepared: Prepared,
         now: DateTime<Tz>,
         done: &mut RoundDelivery,
@@ -91,13 +97,14 @@ impl Deliverer<'_> {
         let reason_of: HashMap<&str, &str> = superseded.iter().map(|s| (s.key.as_str(), s.reason.as_str())).collect();
         let rows: Vec<NoticeRow> = batch
             .iter()
-            .map(|Planned { notice: n, adopted }| {
+            .map(|&Planned { index, adopted }| {
+                let n = &owed[index];
                 let row = match (message_of.get(n.key.as_str()), reason_of.get(n.key.as_str())) {
                     (Some(id), _) => NoticeRow::queued(n, id),
                     (None, Some(reason)) => NoticeRow::superseded(n, reason),
                     (None, None) => NoticeRow::pending(n),
                 };
-                row.adopted(*adopted)
+                row.adopted(adopted)
             })
             .collect();
         let recorded = self
@@ -106,9 +113,9 @@ impl Deliverer<'_> {
             .await?;
         drop(rows);
         phases.commit += started.elapsed();
-        let new = new_in(&batch).count();
+        let new = new_in(owed, &batch).count();
         if !recorded {
-            let again = self.store.enqueue_unrecorded(new_in(&batch).collect(), now.timestamp()).await?;
+            let again = self.store.enqueue_unrecorded(new_in(owed, &batch).collect(), now.timestamp()).await?;
             tracing::info!(notices = batch.len(), again, "part of a planned batch was recorded or claimed by another process first; the batch waits to be claimed");
             done.recorded += again;
             return Ok(Vec::new());
@@ -123,17 +130,17 @@ impl Deliverer<'_> {
 }
 
 /// The notices of a batch that are new to the outbox.
-pub(super) fn new_in(batch: &[Planned]) -> impl Iterator<Item = &Notice> {
-    batch.iter().filter(|p| !p.adopted).map(|p| &p.notice)
+pub(super) fn new_in<'n>(owed: &'n [Notice], batch: &'n [Planned]) -> impl Iterator<Item = &'n Notice> {
+    batch.iter().filter(|p| !p.adopted).map(|p| &owed[p.index])
 }
 
 /// Where the first batch of `notices` (in claim order) ends: at `size` notices or more, but
 /// never inside one person's notices on one channel, so each of them makes one message.
-fn batch_end(notices: &[Planned], size: usize) -> usize {
+fn batch_end(owed: &[Notice], notices: &[Planned], size: usize) -> usize {
     if notices.len() <= size {
         return notices.len();
     }
-    let route = |p: &Planned| -> (String, Channel) { (p.notice.recipient.clone(), p.notice.channel) };
+    let route = |p: &Planned| -> (&str, Channel) { (owed[p.index].recipient.as_str(), owed[p.index].channel) };
     let last = route(&notices[size - 1]);
     size + notices[size..].iter().take_while(|p| route(p) == last).count()
 }
@@ -162,11 +169,11 @@ mod tests {
     fn a_batch_never_splits_one_persons_notices() {
         let all: Vec<Notice> =
             [("a", 3), ("b", 4), ("c", 1)].iter().flat_map(|(r, n)| (0..*n).map(|i| notice(r, i))).collect();
-        let refs: Vec<Planned> = all.into_iter().map(|notice| Planned { notice, adopted: false }).collect();
-        assert_eq!(batch_end(&refs, 2), 3, "a's three notices stay together");
-        assert_eq!(batch_end(&refs, 3), 3, "the batch ends where a's notices end");
-        assert_eq!(batch_end(&refs, 4), 7, "b's notices are not split");
-        assert_eq!(batch_end(&refs, 8), 8);
-        assert_eq!(batch_end(&refs, 100), 8);
+        let refs: Vec<Planned> = (0..all.len()).map(|index| Planned { index, adopted: false }).collect();
+        assert_eq!(batch_end(&all, &refs, 2), 3, "a's three notices stay together");
+        assert_eq!(batch_end(&all, &refs, 3), 3, "the batch ends where a's notices end");
+        assert_eq!(batch_end(&all, &refs, 4), 7, "b's notices are not split");
+        assert_eq!(batch_end(&all, &refs, 8), 8);
+        assert_eq!(batch_end(&all, &refs, 100), 8);
     }
 }
