@@ -1,13 +1,19 @@
 //! Metrics: in-process counters fed by the daemon (scan results from the scheduler, message
 //! outcomes from delivery) plus a snapshot of the outbox read from the store at scrape time,
-//! rendered as Prometheus text (exposition format 0.0.4) for `/metrics`. Counters only grow
-//! for the life of the process; the outbox numbers are gauges read fresh on every scrape.
+//! rendered as Prometheus text (exposition format 0.0.4, by the `prometheus-client` crate) for
+//! `/metrics`. Counters only grow for the life of the process; the outbox numbers are gauges
+//! read fresh on every scrape.
 //! It also holds the two states `/healthz` reports besides the database: why the last scan
 //! failed, and why delivery is blocked, each until it clears.
 
 use crate::store::OutboxCounts;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -156,87 +162,23 @@ impl Metrics {
     }
 
     fn render_with(&self, outbox: Option<&OutboxSnapshot>) -> String {
+        let scrape = Scrape {
+            messages: self.messages.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),
+            outbox: outbox.cloned(),
+            scan_seconds: self
+                .scanned
+                .load(Ordering::Acquire)
+                .then(|| f64::from_bits(self.last_scan_seconds.load(Ordering::Relaxed))),
+            scans_ok: self.scans_ok.load(Ordering::Relaxed),
+            scans_error: self.scans_error.load(Ordering::Relaxed),
+            last_success: self.last_successful_scan(),
+            delivery_blocked: self.delivery_blocked().is_some(),
+        };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(scrape));
         let mut out = String::new();
-
-        family(
-            &mut out,
-            "nhacviec_messages_total",
-            "counter",
-            "Messages finished by delivery, by kind (reminder, digest, report), channel and outcome (sent, retry, dead, superseded, server_error: the server was unreachable or misconfigured).",
-        );
-        {
-            let messages = self.messages.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            for ((kind, channel, outcome), n) in messages.iter() {
-                sample(
-                    &mut out,
-                    "nhacviec_messages_total",
-                    &[("kind", kind.as_str()), ("channel", channel.as_str()), ("outcome", outcome.as_str())],
-                    n,
-                );
-            }
-        }
-
-        family(
-            &mut out,
-            "nhacviec_database_up",
-            "gauge",
-            "1 when the database answered this scrape's outbox count, else 0 (and the outbox families are absent).",
-        );
-        sample(&mut out, "nhacviec_database_up", &[], u8::from(outbox.is_some()));
-
-        if let Some(outbox) = outbox {
-            family(&mut out, "nhacviec_outbox_notices", "gauge", "Notices in the outbox by status.");
-            for (status, n) in &outbox.notices {
-                sample(&mut out, "nhacviec_outbox_notices", &[("status", status.as_str())], n);
-            }
-            family(&mut out, "nhacviec_outbox_messages", "gauge", "Messages in the outbox by status.");
-            for (status, n) in &outbox.messages {
-                sample(&mut out, "nhacviec_outbox_messages", &[("status", status.as_str())], n);
-            }
-            family(
-                &mut out,
-                "nhacviec_dead_letters",
-                "gauge",
-                "Messages given up after their last attempt; see `nhacviec status`.",
-            );
-            sample(&mut out, "nhacviec_dead_letters", &[], outbox.dead_letters);
-        }
-
-        family(
-            &mut out,
-            "nhacviec_scan_duration_seconds",
-            "gauge",
-            "How long the last scan (plan, record, deliver) took, whether or not it succeeded.",
-        );
-        if self.scanned.load(Ordering::Acquire) {
-            let seconds = f64::from_bits(self.last_scan_seconds.load(Ordering::Relaxed));
-            sample(&mut out, "nhacviec_scan_duration_seconds", &[], seconds);
-        }
-
-        family(&mut out, "nhacviec_scans_total", "counter", "Scans finished since the process started, by result.");
-        let ok = self.scans_ok.load(Ordering::Relaxed);
-        let error = self.scans_error.load(Ordering::Relaxed);
-        sample(&mut out, "nhacviec_scans_total", &[("result", "ok")], ok);
-        sample(&mut out, "nhacviec_scans_total", &[("result", "error")], error);
-
-        family(
-            &mut out,
-            "nhacviec_last_successful_scan_timestamp_seconds",
-            "gauge",
-            "Unix time when the last successful scan ended; absent until one has.",
-        );
-        if let Some(at) = self.last_successful_scan() {
-            sample(&mut out, "nhacviec_last_successful_scan_timestamp_seconds", &[], at);
-        }
-
-        family(
-            &mut out,
-            "nhacviec_delivery_blocked",
-            "gauge",
-            "1 while delivery is paused because the server is unreachable or misconfigured (the reason is on /healthz), else 0.",
-        );
-        sample(&mut out, "nhacviec_delivery_blocked", &[], u8::from(self.delivery_blocked().is_some()));
-
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &registry);
         out
     }
 }
@@ -247,44 +189,117 @@ fn lock(mutex: &Mutex<Option<String>>) -> std::sync::MutexGuard<'_, Option<Strin
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    // Writing to a String cannot fail.
-    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// What one scrape reports, read from [`Metrics`] (and the store) when it starts. A collector
+/// rather than the crate's own counter and gauge types, so families keep their order, series
+/// keep their label order, and a family can be absent (the outbox without a database) or have
+/// no sample yet (no scan so far).
+#[derive(Debug)]
+struct Scrape {
+    messages: BTreeMap<(String, String, String), u64>,
+    outbox: Option<OutboxSnapshot>,
+    scan_seconds: Option<f64>,
+    scans_ok: u64,
+    scans_error: u64,
+    last_success: Option<i64>,
+    delivery_blocked: bool,
 }
 
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (label, value)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
+/// A gauge in whole numbers when it is one (`2`, as before, rather than the crate's `2.0`).
+fn seconds_gauge(seconds: f64) -> Box<dyn EncodeMetric> {
+    if seconds.fract() == 0.0 && seconds.abs() < 1e15 {
+        Box::new(ConstGauge::new(seconds as i64))
+    } else {
+        Box::new(ConstGauge::new(seconds))
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // Counters are named without `_total`: the encoder appends it.
+        let mut family = encoder.encode_descriptor(
+            "nhacviec_messages",
+            "Messages finished by delivery, by kind (reminder, digest, report), channel and outcome (sent, retry, dead, superseded, server_error: the server was unreachable or misconfigured).",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((kind, channel, outcome), n) in &self.messages {
+            let labels = [("kind", kind.as_str()), ("channel", channel.as_str()), ("outcome", outcome.as_str())];
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+
+        let up = encoder.encode_descriptor(
+            "nhacviec_database_up",
+            "1 when the database answered this scrape's outbox count, else 0 (and the outbox families are absent).",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(self.outbox.is_some())).encode(up)?;
+
+        if let Some(outbox) = &self.outbox {
+            let mut family = encoder.encode_descriptor(
+                "nhacviec_outbox_notices",
+                "Notices in the outbox by status.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (status, n) in &outbox.notices {
+                ConstGauge::new(*n).encode(family.encode_family(&[("status", status.as_str())])?)?;
             }
-            let _ = write!(out, "{label}=\"{}\"", escape_label(value));
+            let mut family = encoder.encode_descriptor(
+                "nhacviec_outbox_messages",
+                "Messages in the outbox by status.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (status, n) in &outbox.messages {
+                ConstGauge::new(*n).encode(family.encode_family(&[("status", status.as_str())])?)?;
+            }
+            let dead = encoder.encode_descriptor(
+                "nhacviec_dead_letters",
+                "Messages given up after their last attempt; see `nhacviec status`.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(outbox.dead_letters).encode(dead)?;
         }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {value}");
-}
 
-/// Label values escape backslash, double quote and newline (format 0.0.4).
-fn escape_label(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => escaped.push_str("\\\\"),
-            '"' => escaped.push_str("\\\""),
-            '\n' => escaped.push_str("\\n"),
-            c => escaped.push(c),
+        let duration = encoder.encode_descriptor(
+            "nhacviec_scan_duration_seconds",
+            "How long the last scan (plan, record, deliver) took, whether or not it succeeded.",
+            None,
+            MetricType::Gauge,
+        )?;
+        if let Some(seconds) = self.scan_seconds {
+            seconds_gauge(seconds).encode(duration)?;
         }
-    }
-    escaped
-}
 
-/// HELP text escapes backslash and newline only.
-fn escape_help(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('\n', "\\n")
+        let mut scans = encoder.encode_descriptor(
+            "nhacviec_scans",
+            "Scans finished since the process started, by result.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.scans_ok).encode(scans.encode_family(&[("result", "ok")])?)?;
+        ConstCounter::new(self.scans_error).encode(scans.encode_family(&[("result", "error")])?)?;
+
+        let last = encoder.encode_descriptor(
+            "nhacviec_last_successful_scan_timestamp_seconds",
+            "Unix time when the last successful scan ended; absent until one has.",
+            None,
+            MetricType::Gauge,
+        )?;
+        if let Some(at) = self.last_success {
+            ConstGauge::new(at).encode(last)?;
+        }
+
+        let blocked = encoder.encode_descriptor(
+            "nhacviec_delivery_blocked",
+            "1 while delivery is paused because the server is unreachable or misconfigured (the reason is on /healthz), else 0.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(self.delivery_blocked)).encode(blocked)
+    }
 }
 
 #[cfg(test)]

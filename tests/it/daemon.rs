@@ -65,7 +65,8 @@ async fn the_daemon_delivers_on_its_schedule_tells_systemd_and_exits_cleanly_on_
     let mut buf = [0u8; 4096];
     let mut next = |received: &mut Vec<String>| {
         let n = systemd.recv(&mut buf).expect("a notification from the daemon");
-        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        // One assignment per line, each ending in a newline (systemd reads it without).
+        let text = String::from_utf8_lossy(&buf[..n]).trim_end_matches('\n').to_string();
         received.push(text.clone());
         text
     };
@@ -116,7 +117,7 @@ async fn the_daemon_delivers_on_its_schedule_tells_systemd_and_exits_cleanly_on_
     assert!(status.success(), "exit status after SIGTERM: {status}");
     assert!(stopped.elapsed() < Duration::from_secs(15), "stopped in {:?}", stopped.elapsed());
     while let Ok(n) = systemd.recv(&mut buf) {
-        received.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        received.push(String::from_utf8_lossy(&buf[..n]).trim_end_matches('\n').to_string());
         if received.last().is_some_and(|m| m == "STOPPING=1") {
             break;
         }
@@ -173,7 +174,7 @@ async fn a_scan_past_its_time_bound_withholds_the_watchdog_ping_until_it_ends() 
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(8) {
         let Ok(n) = systemd.recv(&mut buf) else { break };
-        if &buf[..n] == b"WATCHDOG=1" {
+        if buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]) == b"WATCHDOG=1" {
             pings.push(started.elapsed());
         }
     }
