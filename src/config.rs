@@ -4,7 +4,6 @@
 //! environment for settings again.
 
 use crate::policy::Policy;
-use crate::reports::ReportSchedule;
 use chrono::NaiveTime;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -223,6 +222,13 @@ setting_words!(
     /// `log.format`: human-readable lines (journald-friendly under systemd), or JSON lines.
     LogFormat { Text => "text", Json => "json" }
 );
+
+/// `reports.*` parsed: when digests and reports become owed; `None` disables one.
+#[derive(Debug, Clone)]
+pub struct ReportSchedule {
+    pub weekly: Option<croner::Cron>,
+    pub monthly_working_days_before_end: Option<u32>,
+}
 
 /// Settings after validation: every section of the file, typed, plus the values parsed
 /// from them once (time zone, backend, schedules, the send window, the sender).
@@ -452,7 +458,7 @@ impl Config {
     }
 
     /// Every cron expression the daemon runs on, with its key: each must parse (checked at
-    /// load) and fire at least once more (checked by [`crate::preflight`], which knows `now`).
+    /// load) and fire at least once more (checked by the preflight, which knows `now`).
     pub fn schedules(&self) -> Vec<(&'static str, &str, &croner::Cron)> {
         let mut all = vec![("schedule.scan", self.schedule.scan.as_str(), &self.scan_cron)];
         if let Some(weekly) = &self.report_schedule.weekly {

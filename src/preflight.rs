@@ -7,8 +7,8 @@
 //! [`ConfigError`] (exit status 78), and `run` goes on with the very outlets built here.
 //! It touches no database and opens no socket.
 
-use crate::app::{templates_dir, Outlets};
 use crate::calendar::Calendar;
+use crate::channels::{outlets_templates_dir as templates_dir, Outlets};
 use crate::config::{Config, ConfigError, MailTransport, TlsMode};
 use chrono::{DateTime, Utc};
 

@@ -20,12 +20,7 @@ use crate::render::{RenderError, Rendered};
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate};
 use chrono_tz::Tz;
 
-/// When reports become owed; `None` disables one.
-#[derive(Debug, Clone)]
-pub struct ReportSchedule {
-    pub weekly: Option<croner::Cron>,
-    pub monthly_working_days_before_end: Option<u32>,
-}
+pub use crate::config::ReportSchedule;
 
 /// Everyone who receives reports, with what they cover: each active chief the whole agency,
 /// each active block leader (a unit's `leader`, not a chief) their units. Code order.
