@@ -237,8 +237,8 @@ impl Store {
         let superseded: Vec<(&str, &str)> =
             adopted.iter().filter_map(|r| Some((r.notice.key.as_str(), r.reason?))).collect();
         let still_pending = format!(" AND notices.{}", is_pending());
-        let moved = queue_notices(&mut tx, self.dialect, &still_pending, &queued, now).await?
-            + supersede_notices(&mut tx, self.dialect, &still_pending, &superseded, now).await?;
+        let moved = move_notices(&mut tx, self.dialect, Move::IntoMessage, &still_pending, &queued, now).await?
+            + move_notices(&mut tx, self.dialect, Move::Superseded, &still_pending, &superseded, now).await?;
         if usize::try_from(inserted).ok() != Some(new.len())
             || usize::try_from(moved).ok() != Some(queued.len() + superseded.len())
         {
@@ -300,8 +300,8 @@ impl NoticeClaim {
         let queued: Vec<(&str, &str)> =
             messages.iter().flat_map(|m| m.notice_keys.iter().map(|k| (k.as_str(), m.id.as_str()))).collect();
         let superseded: Vec<(&str, &str)> = superseded.iter().map(|s| (s.key.as_str(), s.reason.as_str())).collect();
-        let moved = queue_notices(&mut self.tx, self.dialect, "", &queued, now).await?
-            + supersede_notices(&mut self.tx, self.dialect, "", &superseded, now).await?;
+        let moved = move_notices(&mut self.tx, self.dialect, Move::IntoMessage, "", &queued, now).await?
+            + move_notices(&mut self.tx, self.dialect, Move::Superseded, "", &superseded, now).await?;
         if usize::try_from(moved).ok() != Some(queued.len() + superseded.len()) {
             // Dropped, the transaction rolls back: the claimed notices stay pending.
             return Err(StoreError::Outbox(format!(
@@ -359,27 +359,27 @@ async fn insert_notices(tx: &mut Tx, dialect: &'static dyn Dialect, rows: &[Noti
     Ok(inserted)
 }
 
-/// Links notices (key, message id) to the message they went into.
-async fn queue_notices(
-    tx: &mut Tx,
-    dialect: &'static dyn Dialect,
-    condition: &str,
-    pairs: &[(&str, &str)],
-    now: i64,
-) -> Result<u64> {
-    let set = format!("status = '{}', message = v.column2", NoticeStatus::Queued);
-    update_notices(tx, dialect, &set, condition, pairs, now).await
+/// Where claimed or planned notices move: into the message they went into (pairs of key and
+/// message id), or superseded (pairs of key and reason).
+#[derive(Debug, Clone, Copy)]
+enum Move {
+    IntoMessage,
+    Superseded,
 }
 
-/// Marks notices (key, reason) superseded: not to be sent, and why.
-async fn supersede_notices(
+/// Moves the notices keyed by the first of each pair as `to` says.
+async fn move_notices(
     tx: &mut Tx,
     dialect: &'static dyn Dialect,
+    to: Move,
     condition: &str,
     pairs: &[(&str, &str)],
     now: i64,
 ) -> Result<u64> {
-    let set = format!("status = '{}', reason = v.column2", NoticeStatus::Superseded);
+    let set = match to {
+        Move::IntoMessage => format!("status = '{}', message = v.column2", NoticeStatus::Queued),
+        Move::Superseded => format!("status = '{}', reason = v.column2", NoticeStatus::Superseded),
+    };
     update_notices(tx, dialect, &set, condition, pairs, now).await
 }
 
