@@ -3,7 +3,7 @@
 //! typed settings. Everything downstream receives these values; nothing reads files or the
 //! environment for settings again.
 
-use crate::policy::Policy;
+use crate::plan::policy::Policy;
 use chrono::NaiveTime;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};

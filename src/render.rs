@@ -4,7 +4,7 @@
 //! files (built in, overridable from `mail.templates_dir`).
 
 use crate::domain::{Directive, Ladder, MissingField, Notice, NoticeKind, Person, Stage};
-use crate::planner::Snapshot;
+use crate::plan::Snapshot;
 use chrono::NaiveDate;
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;

@@ -7,9 +7,9 @@ use super::telegram::TelegramChannel;
 use super::webhook::WebhookChannel;
 use super::{Channel, EmailChannel};
 use crate::config::{Config, ConfigError};
-use crate::digest_render::DigestRenderer;
 use crate::domain;
 use crate::render::Renderer;
+use crate::report::render::DigestRenderer;
 use std::path::Path;
 use std::time::Duration;
 

@@ -7,9 +7,9 @@
 use crate::channels::{Built, Envelope, Outlets};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::deliver::parallel::map_in_parallel;
 use crate::domain::{Channel, Directive, MessageKind, Notice, Person, Superseded};
-use crate::parallel::map_in_parallel;
-use crate::planner::Snapshot;
+use crate::plan::Snapshot;
 use crate::render::ReminderInput;
 use crate::store::{pack, NewMessage};
 use chrono::DateTime;

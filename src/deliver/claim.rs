@@ -7,8 +7,8 @@
 use super::{Deliverer, DeliveryStats, Phases};
 use crate::calendar::Calendar;
 use crate::domain::{Directive, MessageKind, Notice, Status, Superseded};
-use crate::planner::{plan_bounces, plan_directive, Snapshot};
-use crate::reports::{audience_of, render_report, report_still_owed, report_window, ReportInput};
+use crate::plan::{plan_bounces, plan_directive, Snapshot};
+use crate::report::{audience_of, render_report, report_still_owed, report_window, ReportInput};
 use crate::store::{ClaimedMessage, NewMessage, StoreError};
 use chrono::DateTime;
 use chrono_tz::Tz;

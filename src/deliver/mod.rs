@@ -8,9 +8,11 @@
 
 mod build;
 mod claim;
+pub mod parallel;
 mod pipeline;
 mod planned;
 mod send;
+pub mod window;
 
 pub use build::Builder;
 
@@ -18,7 +20,7 @@ use crate::calendar::Calendar;
 use crate::config::Config;
 use crate::domain::{Notice, Superseded};
 use crate::metrics::Metrics;
-use crate::planner::Snapshot;
+use crate::plan::Snapshot;
 use crate::store::{MessageOutcome, Store, StoreError};
 use chrono::DateTime;
 use chrono_tz::Tz;

@@ -13,7 +13,7 @@ use super::{Builder, Deliverer, DeliveryStats, Phases, RoundDelivery, OUTCOMES_P
 use crate::channels::DeliveryError;
 use crate::config::Backend;
 use crate::domain::{Directive, Notice, Superseded};
-use crate::planner::Snapshot;
+use crate::plan::Snapshot;
 use crate::store::{ClaimedMessage, MessageOutcome, NewMessage, StoreError};
 use chrono::DateTime;
 use chrono_tz::Tz;

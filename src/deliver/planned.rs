@@ -11,7 +11,7 @@
 use super::pipeline::Prepared;
 use super::{Deliverer, Phases, RoundDelivery};
 use crate::domain::{Channel, MessageKind, Notice};
-use crate::planner::Snapshot;
+use crate::plan::Snapshot;
 use crate::store::{claim_order, ClaimedMessage, NoticeRow, StoreError};
 use chrono::DateTime;
 use chrono_tz::Tz;

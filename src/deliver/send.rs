@@ -6,8 +6,8 @@
 
 use super::{Deliverer, DeliveryStats, UnrecordedOutcome};
 use crate::channels::{DeliveryError, Stored};
+use crate::deliver::window::retry_delay;
 use crate::domain::{Bounce, Channel, MessageKind};
-use crate::outbox::retry_delay;
 use crate::store::{ClaimedMessage, DeadCause, MessageOutcome, NewMessage, StoreError};
 use chrono::DateTime;
 use chrono_tz::Tz;

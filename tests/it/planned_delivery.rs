@@ -64,7 +64,7 @@ async fn tick_and_check(backend: Backend) {
     let url = fresh_database(backend, dir.path()).await;
     let (app, owed, notices) = setup(&url, dir.path(), &mail).await;
     assert!(owed.len() >= 4, "{owed:?}");
-    let now = nhacviec::time::parse_instant(DEMO_AT, app.config.timezone).unwrap();
+    let now = nhacviec::cli::at::parse_instant(DEMO_AT, app.config.timezone).unwrap();
     let outlets = app.outlets().unwrap();
     let report = app.tick(now, &outlets, &AtomicBool::new(false)).await.unwrap();
     assert_eq!(report.delivery.sent, owed.len(), "{backend:?}: {report:?}");
@@ -161,7 +161,7 @@ async fn notices_recorded_overnight_are_delivered_by_the_first_tick_in_the_windo
         let url = fresh_database(backend, dir.path()).await;
         let (app, owed, notices) = setup(&url, dir.path(), &mail).await;
         let outlets = app.outlets().unwrap();
-        let at = |t: &str| nhacviec::time::parse_instant(t, app.config.timezone).unwrap();
+        let at = |t: &str| nhacviec::cli::at::parse_instant(t, app.config.timezone).unwrap();
         // 06:00, before the window: everything owed today is recorded and waits.
         let night = app.tick(at("2022-09-05T06:00:00+07:00"), &outlets, &AtomicBool::new(false)).await.unwrap();
         assert!(!night.in_send_window);

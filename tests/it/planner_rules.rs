@@ -3,8 +3,8 @@
 use chrono::{NaiveDate, TimeZone};
 use nhacviec::calendar::Calendar;
 use nhacviec::domain::{Directive, DirectiveKind, Notice, NoticeKind, Person, Role, Status, Unit};
-use nhacviec::planner::{plan, Snapshot};
-use nhacviec::policy::{DefaultDueRule, Policy};
+use nhacviec::plan::policy::{DefaultDueRule, Policy};
+use nhacviec::plan::{plan, Snapshot};
 
 fn d(s: &str) -> NaiveDate {
     s.parse().unwrap()

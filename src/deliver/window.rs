@@ -1,4 +1,4 @@
-//! Outbox rules that need no database: when a message may go out (the send window) and
+//! Deliver ← window: outbox rules that need no database: when a message may go out (the send window) and
 //! when a failed one is tried again (exponential backoff with jitter, on the logical clock).
 
 use crate::calendar::Calendar;

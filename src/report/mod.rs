@@ -9,14 +9,18 @@
 //! recipient and month (`digest:chanh_tt:2022-09:email`) and owed from its due day to the
 //! month's end.
 
+pub mod monthly;
+pub mod render;
+pub mod weekly;
+
 use crate::calendar::Calendar;
-use crate::digest::{weekly_digest, Audience, WINDOW_DAYS};
-use crate::digest_render::DigestRenderer;
 use crate::domain::{Channel, Directive, Ladder, Notice, NoticeKey, NoticeKind, Person, Role, Stage, Unit};
-use crate::monthly::{monthly_report, report_owed_month};
-use crate::planner::Snapshot;
-use crate::policy::Policy;
+use crate::plan::policy::Policy;
+use crate::plan::Snapshot;
 use crate::render::{RenderError, Rendered};
+use crate::report::monthly::{monthly_report, report_owed_month};
+use crate::report::render::DigestRenderer;
+use crate::report::weekly::{weekly_digest, Audience, WINDOW_DAYS};
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate};
 use chrono_tz::Tz;
 

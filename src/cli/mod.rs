@@ -1,15 +1,17 @@
 //! The command line: parses arguments and runs one subcommand against the application.
 //! Output formats here (`plan --json`, `status --json`) are a contract for scripts.
 
+pub mod at;
+
 use crate::app::App;
+use crate::cli::at::parse_instant;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::digest_render::DigestRenderer;
 use crate::domain::{Notice, Stage};
 use crate::import::{read_files, KnownCodes};
-use crate::planner::Snapshot;
-use crate::reports::{audience_of, render_report, ReportInput};
-use crate::time::parse_instant;
+use crate::plan::Snapshot;
+use crate::report::render::DigestRenderer;
+use crate::report::{audience_of, render_report, ReportInput};
 use anyhow::{bail, Context};
 use chrono::{DateTime, Datelike};
 use chrono_tz::Tz;
@@ -103,7 +105,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Import { files } => import(config, &files).await,
         Command::Plan { at, json } => plan(config, at.as_deref(), json).await,
         Command::Tick { at } => tick(config, at.as_deref()).await,
-        Command::Run => crate::scheduler::run(config).await,
+        Command::Run => crate::daemon::run(config).await,
         Command::Status { json } => status(config, json).await,
         Command::SendTest { to } => send_test(config, &to).await,
         Command::Digest { leader, at, html } => preview(config, &leader, at.as_deref(), html, false).await,
@@ -119,7 +121,7 @@ fn instant(config: &Config, at: Option<&str>) -> anyhow::Result<DateTime<Tz>> {
 }
 
 fn check_config(config: &Config) -> anyhow::Result<()> {
-    let checked = crate::preflight::preflight(config, Clock::system().now())?;
+    let checked = crate::daemon::preflight::preflight(config, Clock::system().now())?;
     for warning in &checked.warnings {
         eprintln!("warning: {warning}");
     }

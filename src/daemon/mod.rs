@@ -8,12 +8,16 @@
 //! that, [`preflight`] checks what the configuration refers to, as `check-config` does, and
 //! the daemon delivers through the very outlets it built.
 
+pub mod http;
+pub mod notify;
+pub mod preflight;
+
 use crate::app::{App, TickReport};
 use crate::clock::{monotonic, wall_seconds, Clock};
 use crate::config::{Backend, Config};
-use crate::http::{serve, HttpLimits, HttpState};
-use crate::notify::Notifier;
-use crate::preflight::preflight;
+use crate::daemon::http::{serve, HttpLimits, HttpState};
+use crate::daemon::notify::Notifier;
+use crate::daemon::preflight::preflight;
 use anyhow::{bail, Context};
 use chrono::DateTime;
 use chrono_tz::Tz;

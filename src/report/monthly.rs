@@ -1,14 +1,14 @@
 //! The monthly briefing report (báo cáo giao ban tháng): store's directives due in a month →
-//! **here** → digest_render → outbox. Pure — no I/O, no clock — classification of each
+//! **here** → report::render → outbox. Pure — no I/O, no clock — classification of each
 //! directive due in the month into the five categories agencies report, with counts and
 //! rates per unit and for the whole audience, plus when the report falls due.
 
 use crate::calendar::Calendar;
-use crate::digest::{
+use crate::domain::{Directive, Person, Status, Unit};
+use crate::plan::policy::Policy;
+use crate::report::weekly::{
     covered_units, days_overdue, distinct_directives, effective_due, name_of, percent, recipient_name, Audience,
 };
-use crate::domain::{Directive, Person, Status, Unit};
-use crate::policy::Policy;
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -281,7 +281,7 @@ fn monthly_item(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::tests::{agency, closed, completed, d, directive};
+    use crate::report::weekly::tests::{agency, closed, completed, d, directive};
 
     fn report(audience: Audience, directives: &[Directive], today: &str) -> MonthlyReport {
         let (units, people) = agency();

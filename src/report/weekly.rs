@@ -1,11 +1,11 @@
-//! The weekly digest (báo cáo tuần): store's directives → **here** → digest_render → outbox.
+//! The weekly digest (báo cáo tuần): store's directives → **here** → report::render → outbox.
 //! Pure model — no I/O, no clock — of what one leader (their block's units) or the chief
 //! (every unit) reads each Monday: per unit, what is overdue, due soon, closed without
 //! completion and completed, with counts; plus flags only the chief sees.
 
 use crate::calendar::Calendar;
 use crate::domain::{Directive, Person, Stage, Status, Unit};
-use crate::policy::Policy;
+use crate::plan::policy::Policy;
 use chrono::{Days, NaiveDate};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};

@@ -1,26 +1,26 @@
-//! Digest rendering: a `WeeklyDigest` (digest.rs) or `MonthlyReport` (monthly.rs) → **here**
+//! Digest rendering: a `WeeklyDigest` (report::weekly) or `MonthlyReport` (report::monthly) → **here**
 //! → subject, plain text and HTML in formal Vietnamese → outbox. Pure. The six templates are
 //! built in from `config/templates/` and each can be replaced by a file of the same name in
 //! `mail.templates_dir` (as the reminder templates are); HTML is auto-escaped. Everything a
 //! template shows is prepared here as text (dates dd/mm/yyyy, "66,7%", labels, colours), so
 //! an administrator's override never needs to compute.
 
-use crate::digest::{Audience, DigestCounts, DigestItem, UnitSection, WeeklyDigest, WINDOW_DAYS};
 use crate::domain::Person;
-use crate::monthly::{MonthlyCategory, MonthlyCounts, MonthlyItem, MonthlyReport};
 use crate::render::{vn_date, RenderError, Rendered};
+use crate::report::monthly::{MonthlyCategory, MonthlyCounts, MonthlyItem, MonthlyReport};
+use crate::report::weekly::{Audience, DigestCounts, DigestItem, UnitSection, WeeklyDigest, WINDOW_DAYS};
 use chrono::{Datelike, Days, NaiveDate, Weekday};
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
 use std::path::Path;
 
 const TEMPLATES: &[(&str, &str)] = &[
-    ("digest.subject.j2", include_str!("../config/templates/digest.subject.j2")),
-    ("digest.txt.j2", include_str!("../config/templates/digest.txt.j2")),
-    ("digest.html.j2", include_str!("../config/templates/digest.html.j2")),
-    ("monthly.subject.j2", include_str!("../config/templates/monthly.subject.j2")),
-    ("monthly.txt.j2", include_str!("../config/templates/monthly.txt.j2")),
-    ("monthly.html.j2", include_str!("../config/templates/monthly.html.j2")),
+    ("digest.subject.j2", include_str!("../../config/templates/digest.subject.j2")),
+    ("digest.txt.j2", include_str!("../../config/templates/digest.txt.j2")),
+    ("digest.html.j2", include_str!("../../config/templates/digest.html.j2")),
+    ("monthly.subject.j2", include_str!("../../config/templates/monthly.subject.j2")),
+    ("monthly.txt.j2", include_str!("../../config/templates/monthly.txt.j2")),
+    ("monthly.html.j2", include_str!("../../config/templates/monthly.html.j2")),
 ];
 
 /// Severity colours. Every coloured mark also carries its meaning as text.
@@ -516,11 +516,11 @@ fn monthly_view(agency: &str, report: &MonthlyReport, recipient: &Person) -> Mon
 mod tests {
     use super::*;
     use crate::calendar::Calendar;
-    use crate::digest::tests::{agency, closed, completed, d, directive, monday};
-    use crate::digest::weekly_digest;
     use crate::domain::{Directive, Status};
-    use crate::monthly::monthly_report;
-    use crate::policy::Policy;
+    use crate::plan::policy::Policy;
+    use crate::report::monthly::monthly_report;
+    use crate::report::weekly::tests::{agency, closed, completed, d, directive, monday};
+    use crate::report::weekly::weekly_digest;
 
     const AGENCY: &str = "Thanh tra tỉnh";
 
@@ -619,7 +619,7 @@ mod tests {
     #[test]
     fn the_chiefs_digest_shows_the_flags() {
         let (mut units, people) = agency();
-        units.push(crate::digest::tests::unit("VP", None));
+        units.push(crate::report::weekly::tests::unit("VP", None));
         let directives = [directive("V1", "NV3", "ttv_old", "2022-09-30", Status::Open)];
         let calendar = Calendar::load(None).unwrap();
         let digest =

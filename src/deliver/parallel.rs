@@ -1,4 +1,4 @@
-//! CPU-bound steps of a delivery round (rendering and MIME-encoding thousands of messages)
+//! Deliver ← parallel: CPU-bound steps of a delivery round (rendering and MIME-encoding thousands of messages)
 //! spread over the machine's cores: a scoped thread per core pulls the next item until none
 //! are left, so one very large message does not hold the others back. Results keep the
 //! items' order.

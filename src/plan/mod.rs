@@ -3,11 +3,13 @@
 //! about any instant. Plans from state, not events: it asks which thresholds each directive
 //! has crossed, and emits only the latest stage of each ladder (catch-up never bursts).
 
+pub mod policy;
+
 use crate::calendar::Calendar;
 use crate::domain::{
     Bounce, Channel, Directive, Ladder, MissingField, Notice, NoticeKey, NoticeKind, Person, Role, Stage, Status, Unit,
 };
-use crate::policy::Policy;
+use crate::plan::policy::Policy;
 use chrono::{DateTime, Days, NaiveDate};
 use chrono_tz::Tz;
 use std::cell::OnceCell;
