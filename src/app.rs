@@ -52,14 +52,18 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the store (migrating it) and reads the calendar files.
+    /// Opens the store (migrating it) and reads the calendar files, on the system's clock.
     pub async fn open(config: Arc<Config>) -> anyhow::Result<App> {
+        App::open_on(config, Arc::new(Clock::system())).await
+    }
+
+    /// [`App::open`] on the given clock (`run --at`).
+    pub async fn open_on(config: Arc<Config>, clock: Arc<Clock>) -> anyhow::Result<App> {
         let db = &config.database;
         let store = Store::open(&db.url, db.max_connections, db.sqlite_busy_timeout_ms)
             .await
             .with_context(|| format!("cannot open the database {}", redact_url(&db.url)))?;
         let base_calendar = Calendar::load(config.calendar_dir()).context("cannot load the calendar")?;
-        let clock = Arc::new(Clock::system());
         let today = clock.now_in(config.timezone).date_naive();
         for year in base_calendar.missing_years(today) {
             tracing::warn!(

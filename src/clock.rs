@@ -12,26 +12,50 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// The logical clock, and the source of ids and jitter.
 #[derive(Debug)]
 pub struct Clock {
-    /// The instant every run of this clock is at, if fixed (tests, `--at`); else the system's.
-    fixed: Option<DateTime<Utc>>,
+    logical: Logical,
     rng: Mutex<fastrand::Rng>,
+}
+
+/// Where the logical now comes from.
+#[derive(Debug, Clone, Copy)]
+enum Logical {
+    /// The system's time.
+    System,
+    /// Always this instant (`plan --at`, `tick --at`, tests).
+    Fixed(DateTime<Utc>),
+    /// This instant when the clock was made, then on at the monotonic clock's pace
+    /// (`run --at`: a daemon rehearsing a given day).
+    From { at: DateTime<Utc>, started: Instant },
 }
 
 impl Clock {
     /// The system's time; ids and jitter seeded from it.
     pub fn system() -> Clock {
-        Clock { fixed: None, rng: Mutex::new(fastrand::Rng::with_seed(system_seed())) }
+        Clock { logical: Logical::System, rng: Mutex::new(fastrand::Rng::with_seed(system_seed())) }
+    }
+
+    /// A clock that reads `at` now and runs on from there at the system's pace; ids and
+    /// jitter seeded from the system.
+    pub fn starting_at(at: DateTime<Utc>) -> Clock {
+        let logical = Logical::From { at, started: Instant::now() };
+        Clock { logical, rng: Mutex::new(fastrand::Rng::with_seed(system_seed())) }
     }
 
     /// A clock stopped at `at`, its ids and jitter drawn from `seed`: the same run twice
     /// gives the same values.
     pub fn fixed(at: DateTime<Utc>, seed: u64) -> Clock {
-        Clock { fixed: Some(at), rng: Mutex::new(fastrand::Rng::with_seed(seed)) }
+        Clock { logical: Logical::Fixed(at), rng: Mutex::new(fastrand::Rng::with_seed(seed)) }
     }
 
     /// The logical now.
     pub fn now(&self) -> DateTime<Utc> {
-        self.fixed.unwrap_or_else(Utc::now)
+        match self.logical {
+            Logical::System => Utc::now(),
+            Logical::Fixed(at) => at,
+            Logical::From { at, started } => {
+                at + chrono::Duration::from_std(started.elapsed()).unwrap_or(chrono::Duration::zero())
+            }
+        }
     }
 
     /// The logical now in the agency's time zone.
@@ -93,5 +117,16 @@ mod tests {
         assert!(later.new_id() > a.new_id(), "time-ordered");
         assert_eq!(a.new_id().get_version_num(), 7);
         assert!((0.0..1.0).contains(&a.jitter()));
+    }
+
+    #[test]
+    fn a_clock_started_at_an_instant_runs_on_from_it() {
+        let at = Utc.with_ymd_and_hms(2022, 9, 5, 1, 0, 0).unwrap();
+        let clock = Clock::starting_at(at);
+        let first = clock.now();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let second = clock.now();
+        assert!(first >= at && first < at + chrono::Duration::seconds(5), "{first}");
+        assert!(second > first, "it runs on: {first} then {second}");
     }
 }

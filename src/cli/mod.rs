@@ -56,7 +56,12 @@ pub enum Command {
         at: Option<String>,
     },
     /// The daemon: wake on the configured cron schedule and tick, until SIGTERM/SIGINT.
-    Run,
+    Run {
+        /// Start the daemon's clock at TIME instead of the system's, and let it run on from
+        /// there: a rehearsal of a given day (cron still wakes it on the system's clock).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
     /// Notices and messages by state, and dead letters with their reasons.
     Status {
         #[arg(long)]
@@ -105,7 +110,15 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Import { files } => import(config, &files).await,
         Command::Plan { at, json } => plan(config, at.as_deref(), json).await,
         Command::Tick { at } => tick(config, at.as_deref()).await,
-        Command::Run => crate::daemon::run(config).await,
+        Command::Run { at } => {
+            let clock = match at {
+                Some(text) => {
+                    Clock::starting_at(parse_instant(&text, config.timezone).map_err(anyhow::Error::msg)?.to_utc())
+                }
+                None => Clock::system(),
+            };
+            crate::daemon::run(config, Arc::new(clock)).await
+        }
         Command::Status { json } => status(config, json).await,
         Command::SendTest { to } => send_test(config, &to).await,
         Command::Digest { leader, at, html } => preview(config, &leader, at.as_deref(), html, false).await,

@@ -33,20 +33,20 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 type Scan<'a> = Pin<Box<dyn Future<Output = anyhow::Result<TickReport>> + 'a>>;
 
-/// Runs until SIGTERM or SIGINT.
-pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
+/// Runs until SIGTERM or SIGINT, planning at `clock`'s now (the system's, or `run --at`'s).
+pub async fn run(config: Arc<Config>, clock: Arc<Clock>) -> anyhow::Result<()> {
     // Before anything else: a SIGTERM that arrives while the daemon is still starting must
     // stop it cleanly (exit 0), not kill it by the default action.
     let mut signals = Signals::install().context("cannot install the SIGTERM/SIGINT handlers")?;
     // First, so a configuration that cannot work exits 78 before it takes the lock, waits
     // for a database or tells systemd it is ready.
-    let checked = preflight(&config, Clock::system().now())?;
+    let checked = preflight(&config, clock.now())?;
     for warning in &checked.warnings {
         tracing::warn!(key = warning.key, "{warning}");
     }
     let outlets = Arc::new(checked.outlets);
     let _lock = lock_sqlite_database(&config)?;
-    let Some(app) = open_patiently(config.clone(), &mut signals).await? else {
+    let Some(app) = open_patiently(config.clone(), &clock, &mut signals).await? else {
         return Ok(());
     };
     let notifier = Notifier::from_env();
@@ -62,7 +62,7 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
             let state = HttpState {
                 store: app.store.clone(),
                 metrics: app.metrics.clone(),
-                stale_after: stale_after(&config, scan_bound),
+                stale_after: stale_after(&config, &clock, scan_bound),
             };
             let limits = HttpLimits::from_config(&config.http);
             let mut stopped = http_stopped.clone();
@@ -100,7 +100,7 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let mut ping = tokio::time::interval(ping_every);
     let tick_once = |now: DateTime<Tz>| -> Scan<'_> { Box::pin(app.tick(now, &outlets, &stopping)) };
     // Catch up at start-up rather than waiting for the first cron wake-up.
-    let mut scan: Option<(Scan<'_>, Instant)> = Some((tick_once(now(&config)), monotonic()));
+    let mut scan: Option<(Scan<'_>, Instant)> = Some((tick_once(now(&config, &clock)), monotonic()));
     loop {
         tokio::select! {
             _ = ping.tick() => {
@@ -118,7 +118,7 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
             }
             got = woken.recv(), if scan.is_none() => {
                 if got.is_none() { break; }
-                scan = Some((tick_once(now(&config)), monotonic()));
+                scan = Some((tick_once(now(&config, &clock)), monotonic()));
             }
             () = signals.recv() => break,
         }
@@ -155,10 +155,10 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
 
 /// Opens the store, waiting out a PostgreSQL server that is not there yet (a restart, a failover)
 /// with backoff instead of exiting into a restart loop. `None` when a signal came first.
-async fn open_patiently(config: Arc<Config>, signals: &mut Signals) -> anyhow::Result<Option<App>> {
+async fn open_patiently(config: Arc<Config>, clock: &Arc<Clock>, signals: &mut Signals) -> anyhow::Result<Option<App>> {
     let mut wait = Duration::from_secs(1);
     loop {
-        match App::open(config.clone()).await {
+        match App::open_on(config.clone(), clock.clone()).await {
             Ok(app) => return Ok(Some(app)),
             // A local SQLite file that cannot be opened will not heal by waiting.
             Err(e) if config.backend == Backend::Sqlite => return Err(e),
@@ -172,9 +172,9 @@ async fn open_patiently(config: Arc<Config>, signals: &mut Signals) -> anyhow::R
     }
 }
 
-/// The scheduler's instant: the logical now is the system's.
-fn now(config: &Config) -> DateTime<Tz> {
-    Clock::system().now_in(config.timezone)
+/// The scheduler's instant: the clock's logical now, in the agency's time zone.
+fn now(config: &Config, clock: &Clock) -> DateTime<Tz> {
+    clock.now_in(config.timezone)
 }
 
 async fn finish_scan(app: &App, notifier: &Notifier, result: anyhow::Result<TickReport>, took: Duration) {
@@ -188,7 +188,7 @@ async fn finish_scan(app: &App, notifier: &Notifier, result: anyhow::Result<Tick
     let next = app
         .config
         .scan_cron
-        .find_next_occurrence(&now(&app.config), false)
+        .find_next_occurrence(&now(&app.config, &app.clock), false)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S %Z").to_string())
         .unwrap_or_else(|_| "?".into());
     let backlog_text = backlog.map_or_else(|| "unknown".to_string(), |b| b.to_string());
@@ -219,8 +219,8 @@ async fn finish_scan(app: &App, notifier: &Notifier, result: anyhow::Result<Tick
 
 /// How old the last successful scan may be before /healthz reports trouble: two scan
 /// intervals plus the time a scan may take.
-fn stale_after(config: &Config, scan_bound: Duration) -> Duration {
-    let now = now(config);
+fn stale_after(config: &Config, clock: &Clock, scan_bound: Duration) -> Duration {
+    let now = now(config, clock);
     let interval = config
         .scan_cron
         .find_next_occurrence(&now, false)

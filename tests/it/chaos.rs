@@ -15,10 +15,10 @@ use support::{any_hour, Nhacviec, PgCluster, SmtpPeer};
 
 const PEOPLE: usize = 2000;
 
-/// One officer per directive, each due today (on the wall clock), so each is owed exactly one
+/// One officer per directive, each due on the daemons' day, so each is owed exactly one
 /// reminder: PEOPLE messages. Some addresses carry injected faults.
 fn agency() -> (serde_json::Value, BTreeSet<String>, BTreeSet<String>) {
-    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Ho_Chi_Minh).date_naive().to_string();
+    let today = &support::DAEMON_AT[..10];
     let mut people = vec![
         json!({"code": "tp", "name": "Trưởng phòng", "title": "Trưởng phòng", "email": "tp@example.gov.vn", "unit": "NV1", "role": "head", "active": true}),
     ];
@@ -83,7 +83,8 @@ async fn three_replicas_survive_kills_and_a_database_restart_with_nothing_lost()
     let (agency, deliverable, rejected) = agency();
     nv.import_json("agency.json", &agency);
 
-    let mut replicas: Vec<Child> = (0..3).map(|_| nv.command(&["run"]).spawn().unwrap()).collect();
+    let mut replicas: Vec<Child> =
+        (0..3).map(|_| nv.command(&["run", "--at", support::DAEMON_AT]).spawn().unwrap()).collect();
     let started = Instant::now();
     let mut kills = 0;
     let mut restarted_db = false;
@@ -101,7 +102,7 @@ async fn three_replicas_survive_kills_and_a_database_restart_with_nothing_lost()
         kill(&replicas[victim], "-KILL");
         let _ = replicas[victim].wait();
         kills += 1;
-        replicas[victim] = nv.command(&["run"]).spawn().unwrap();
+        replicas[victim] = nv.command(&["run", "--at", support::DAEMON_AT]).spawn().unwrap();
         if !restarted_db && started.elapsed() > Duration::from_secs(8) {
             pg.restart();
             restarted_db = true;

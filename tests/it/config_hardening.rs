@@ -78,7 +78,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(nv: &Nhacviec) -> Daemon {
-        Daemon::spawn(nv.command(&["run"]))
+        Daemon::spawn(nv.command(&["run", "--at", support::DAEMON_AT]))
     }
 
     fn spawn(mut command: Command) -> Daemon {
@@ -254,9 +254,13 @@ fn a_crowd_of_idle_connections_neither_exhausts_the_daemon_nor_silences_healthz(
         .with("NHACVIEC__HTTP__MAX_CONNECTIONS", "20")
         .with("NHACVIEC__HTTP__HEADER_TIMEOUT_SECONDS", "1");
     // The daemon under a file limit a crowd of 150 could exhaust, were it not capped.
-    let command = nv.command(&["run"]);
+    let command = nv.command(&["run", "--at", support::DAEMON_AT]);
     let mut limited = Command::new("sh");
-    limited.args(["-c", "ulimit -n 128 && exec \"$0\" run"]).arg(command.get_program()).stdin(Stdio::null());
+    limited
+        .args(["-c", "ulimit -n 128 && exec \"$0\" run --at \"$1\""])
+        .arg(command.get_program())
+        .arg(support::DAEMON_AT)
+        .stdin(Stdio::null());
     for (key, value) in command.get_envs() {
         match value {
             Some(value) => limited.env(key, value),

@@ -1,4 +1,4 @@
-//! The daemon (`run`) through the real binary on the wall clock, with stand-ins for systemd
+//! The daemon (`run --at`) through the real binary, its clock running from a fixed morning, with stand-ins for systemd
 //! (a datagram socket) and a real SMTP server: it catches up at start-up, wakes on its cron
 //! schedule, reports READY/STATUS/WATCHDOG/STOPPING in order, serves /healthz and /metrics,
 //! refuses a second daemon on one SQLite file, and on SIGTERM exits 0 within its bound.
@@ -32,9 +32,9 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     }
 }
 
-/// Due 40 days before today, whatever today is: overdue on the wall clock.
+/// Due 41 days before the daemon's day ([`support::DAEMON_AT`]): long overdue.
 fn long_overdue() -> String {
-    (chrono::Utc::now() - chrono::Duration::days(40)).date_naive().to_string()
+    "2022-08-25".to_string()
 }
 
 async fn daemon_env(backend: Backend, dir: &std::path::Path, peer: &SmtpPeer) -> Nhacviec {
@@ -59,7 +59,7 @@ async fn the_daemon_delivers_on_its_schedule_tells_systemd_and_exits_cleanly_on_
     nv.set("WATCHDOG_USEC", "1000000");
     nv.set("NHACVIEC__HTTP__LISTEN", &format!("127.0.0.1:{port}"));
     nv.import_json("a.json", &small_agency(json!([directive("OLD", Some("lien"), Some(&long_overdue()))])));
-    let mut child = nv.command(&["run"]).spawn().unwrap();
+    let mut child = nv.command(&["run", "--at", support::DAEMON_AT]).spawn().unwrap();
 
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
@@ -106,7 +106,12 @@ async fn the_daemon_delivers_on_its_schedule_tells_systemd_and_exits_cleanly_on_
     let delivered = peer.messages().len();
 
     // A second daemon on the same SQLite file is refused.
-    let second = nv.command(&["run"]).env_remove("NOTIFY_SOCKET").env("NHACVIEC__HTTP__LISTEN", "").output().unwrap();
+    let second = nv
+        .command(&["run", "--at", support::DAEMON_AT])
+        .env_remove("NOTIFY_SOCKET")
+        .env("NHACVIEC__HTTP__LISTEN", "")
+        .output()
+        .unwrap();
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("another nhacviec daemon is already running"), "{err}");
@@ -137,7 +142,7 @@ async fn healthz_turns_503_when_the_database_goes_away_and_the_daemon_stays_up()
     let port = free_port();
     nv.set("NHACVIEC__HTTP__LISTEN", &format!("127.0.0.1:{port}"));
     nv.import_json("a.json", &small_agency(json!([directive("OLD", Some("lien"), Some(&long_overdue()))])));
-    let mut child = nv.command(&["run"]).spawn().unwrap();
+    let mut child = nv.command(&["run", "--at", support::DAEMON_AT]).spawn().unwrap();
     wait_for("/healthz 200", Duration::from_secs(30), || http_get(port, "/healthz").is_some_and(|(s, _)| s == 200));
 
     let db = nv.db_url.rsplit('/').next().unwrap().to_string();
@@ -168,7 +173,7 @@ async fn a_scan_past_its_time_bound_withholds_the_watchdog_ping_until_it_ends() 
     agency["people"][3]["email"] = json!("slow4-lien@example.gov.vn");
     agency["units"][0]["head"] = json!(null);
     nv.import_json("a.json", &agency);
-    let mut child = nv.command(&["run"]).spawn().unwrap();
+    let mut child = nv.command(&["run", "--at", support::DAEMON_AT]).spawn().unwrap();
     let mut buf = [0u8; 4096];
     let mut pings = Vec::new();
     let started = Instant::now();

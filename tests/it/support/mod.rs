@@ -10,6 +10,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const DEMO_AT: &str = "2022-09-05T08:00:00+07:00";
+/// The instant daemons under test start their clock at (`run --at`): a Wednesday morning, so
+/// no test depends on the real date, and no weekly digest is due.
+pub const DAEMON_AT: &str = "2022-10-05T09:00:00+07:00";
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
