@@ -230,23 +230,13 @@ pub struct ReportSchedule {
     pub monthly_working_days_before_end: Option<u32>,
 }
 
-/// Settings after validation: every section of the file, typed, plus the values parsed
-/// from them once (time zone, backend, schedules, the send window, the sender).
+/// Settings after validation: every section of the file, typed (reached through `Deref`,
+/// as `config.mail`), plus the values parsed from them once (time zone, backend, schedules,
+/// the send window, the sender).
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub agency: Agency,
-    pub database: Database,
-    pub calendar: CalendarSettings,
-    pub policy: Policy,
-    pub schedule: Schedule,
-    pub reports: Reports,
-    pub send_window: SendWindow,
-    pub delivery: Delivery,
-    pub mail: Mail,
-    pub telegram: Telegram,
-    pub webhook: Webhook,
-    pub http: Http,
-    pub log: Log,
+    /// The sections as the file holds them.
+    pub settings: Settings,
     /// Where the optional file came from, if any.
     pub source: Option<PathBuf>,
     pub timezone: Tz,
@@ -258,6 +248,14 @@ pub struct Config {
     pub window_end: NaiveTime,
     pub from: lettre::message::Mailbox,
     pub http_listen: Option<std::net::SocketAddr>,
+}
+
+impl std::ops::Deref for Config {
+    type Target = Settings;
+
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
 }
 
 impl Config {
@@ -406,35 +404,8 @@ impl Config {
                 return Err(key_error(key, "must be at least 1"));
             }
         }
-        let Settings {
-            agency,
-            database,
-            calendar,
-            policy,
-            schedule,
-            reports: report_settings,
-            send_window,
-            delivery,
-            mail,
-            telegram,
-            webhook,
-            http,
-            log,
-        } = raw;
         Ok(Config {
-            agency,
-            database,
-            calendar,
-            policy,
-            schedule,
-            reports: report_settings,
-            send_window,
-            delivery,
-            mail,
-            telegram,
-            webhook,
-            http,
-            log,
+            settings: raw,
             source,
             timezone,
             backend,
@@ -450,7 +421,7 @@ impl Config {
     /// The effective configuration as TOML, secrets redacted (passwords never live in config,
     /// but any URL may carry one in its user part or a token in its query).
     pub fn to_redacted_toml(&self) -> String {
-        let mut raw = self.settings();
+        let mut raw = self.settings.clone();
         for url in [&mut raw.database.url, &mut raw.telegram.api_url, &mut raw.webhook.url] {
             *url = redact_url(url);
         }
@@ -467,25 +438,7 @@ impl Config {
         all
     }
 
-    /// The sections as the file holds them.
-    pub fn settings(&self) -> Settings {
-        Settings {
-            agency: self.agency.clone(),
-            database: self.database.clone(),
-            calendar: self.calendar.clone(),
-            policy: self.policy.clone(),
-            schedule: self.schedule.clone(),
-            reports: self.reports.clone(),
-            send_window: self.send_window.clone(),
-            delivery: self.delivery.clone(),
-            mail: self.mail.clone(),
-            telegram: self.telegram.clone(),
-            webhook: self.webhook.clone(),
-            http: self.http.clone(),
-            log: self.log.clone(),
-        }
-    }
-
+    /// `calendar.dir`, unless empty (then only the built-in calendar files are read).
     pub fn calendar_dir(&self) -> Option<&Path> {
         let dir = self.calendar.dir.trim();
         (!dir.is_empty()).then(|| Path::new(dir))

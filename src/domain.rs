@@ -172,21 +172,32 @@ impl Status {
 /// A department (phòng) or the office; `head` and `leader` are person codes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unit {
+    /// The unit's code, as import files and directives refer to it (`NV1`, `VP`).
     pub code: String,
+    /// Its name as messages print it ("Phòng Nghiệp vụ 1").
     pub name: String,
+    /// The head of the unit (trưởng phòng), who gets escalations and bounce notices.
     pub head: Option<String>,
+    /// The deputy chief in charge of the unit's block (lãnh đạo phụ trách khối).
     pub leader: Option<String>,
 }
 
 /// An officer, head, block leader or chief.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Person {
+    /// The person's code, as units and directives refer to them.
     pub code: String,
+    /// Full name as messages address them ("Nguyễn Thị Liên").
     pub name: String,
+    /// Job title ("Chuyên viên", "Phó Chánh Thanh tra").
     pub title: String,
+    /// Email address; empty when the person is reached on chat only.
     pub email: String,
+    /// The code of the unit they belong to.
     pub unit: String,
     pub role: Role,
+    /// False for someone who left or is away: what is meant for them goes to their unit's
+    /// head, or else its block leader.
     pub active: bool,
     #[serde(default)]
     pub reach: Reach,
@@ -235,28 +246,42 @@ impl Person {
 /// An assigned piece of work with a deadline (nhiệm vụ).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Directive {
+    /// The directive's code, unique in the agency (the key of every import and sync).
     pub code: String,
     pub kind: DirectiveKind,
     pub title: String,
+    /// Where it comes from: the conclusion, document or petition that assigned it.
     pub source: String,
+    /// The code of the unit responsible for it.
     pub unit: String,
+    /// The officer who carries it out (người thụ lý); `None` until assigned.
     pub assignee: Option<String>,
+    /// The leader in charge of it, where that is not its unit's block leader (the leader
+    /// escalations go to).
     pub leader: Option<String>,
+    /// When it was assigned: the start of a default due date counted from it.
     pub assigned_on: Option<NaiveDate>,
+    /// The due date as given (before rolling off a day off); `None` when it has none.
     pub due_on: Option<NaiveDate>,
     pub status: Status,
+    /// When it was completed (status `completed`).
     pub completed_on: Option<NaiveDate>,
+    /// When it was closed without being completed (status `closed`).
     pub closed_on: Option<NaiveDate>,
+    /// What was achieved, as the officer or the document system reported it.
     pub result: Option<String>,
+    /// A confidential directive's title is never shown where others may see it.
     pub confidential: bool,
 }
 
 /// An address that rejected a message permanently.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bounce {
+    /// The person code whose address it was.
     pub person: String,
     pub address: String,
     pub channel: Channel,
+    /// What the server or chat API answered.
     pub reason: String,
 }
 
@@ -537,6 +562,36 @@ impl fmt::Display for NoticeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(&self.0)
     }
+}
+
+/// The fields of each record as import files name them, and as the store's columns are
+/// named (in this order; the store adds `updated_at`).
+impl Unit {
+    pub const FIELDS: &'static [&'static str] = &["code", "name", "head", "leader"];
+}
+
+impl Person {
+    pub const FIELDS: &'static [&'static str] =
+        &["code", "name", "title", "email", "unit", "role", "active", "channels", "telegram_chat_id", "webhook_id"];
+}
+
+impl Directive {
+    pub const FIELDS: &'static [&'static str] = &[
+        "code",
+        "kind",
+        "title",
+        "source",
+        "unit",
+        "assignee",
+        "leader",
+        "assigned_on",
+        "due_on",
+        "status",
+        "completed_on",
+        "closed_on",
+        "result",
+        "confidential",
+    ];
 }
 
 #[cfg(test)]

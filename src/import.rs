@@ -351,25 +351,9 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-const UNIT_FIELDS: &[&str] = &["code", "name", "head", "leader"];
-const PERSON_FIELDS: &[&str] =
-    &["code", "name", "title", "email", "unit", "role", "active", "channels", "telegram_chat_id", "webhook_id"];
-const DIRECTIVE_FIELDS: &[&str] = &[
-    "code",
-    "kind",
-    "title",
-    "source",
-    "unit",
-    "assignee",
-    "leader",
-    "assigned_on",
-    "due_on",
-    "status",
-    "completed_on",
-    "closed_on",
-    "result",
-    "confidential",
-];
+const UNIT_FIELDS: &[&str] = Unit::FIELDS;
+const PERSON_FIELDS: &[&str] = Person::FIELDS;
+const DIRECTIVE_FIELDS: &[&str] = Directive::FIELDS;
 const CALENDAR_FIELDS: &[&str] = &["date", "kind", "note"];
 
 /// Where a row came from: file and location, as both are printed.

@@ -44,21 +44,32 @@ pub struct Renderer {
     env: Environment<'static>,
 }
 
+/// Adds each built-in template to `env`, or the file of the same name in `dir` instead where
+/// there is one (`mail.templates_dir`: an administrator's override).
+pub fn add_templates(
+    env: &mut Environment<'static>,
+    dir: Option<&Path>,
+    templates: &[(&'static str, &'static str)],
+) -> Result<(), RenderError> {
+    for (name, builtin) in templates {
+        let source = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
+            Some(path) => std::fs::read_to_string(&path)
+                .map_err(|source| RenderError::Io { dir: path.display().to_string(), source })?,
+            None => (*builtin).to_string(),
+        };
+        env.add_template_owned(*name, source)
+            .map_err(|source| RenderError::Template { name: (*name).to_string(), source })?;
+    }
+    Ok(())
+}
+
 impl Renderer {
     /// Built-in templates, each replaced by a file of the same name in `dir` if present.
     pub fn new(dir: Option<&Path>) -> Result<Renderer, RenderError> {
         let mut env = Environment::new();
         env.set_auto_escape_callback(|name| if name.contains(".html") { AutoEscape::Html } else { AutoEscape::None });
         env.add_filter("truncate_title", |s: String| truncate(&s, 80));
-        for (name, builtin) in TEMPLATES {
-            let source = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
-                Some(path) => std::fs::read_to_string(&path)
-                    .map_err(|source| RenderError::Io { dir: path.display().to_string(), source })?,
-                None => (*builtin).to_string(),
-            };
-            env.add_template_owned(*name, source)
-                .map_err(|source| RenderError::Template { name: (*name).to_string(), source })?;
-        }
+        add_templates(&mut env, dir, TEMPLATES)?;
         Ok(Renderer { env })
     }
 

@@ -71,30 +71,28 @@ pub enum Command {
     /// schedules), exactly as `run` does, and print it (secrets redacted).
     CheckConfig,
     /// Preview the weekly digest a leader (or the chief) gets at TIME, without sending it.
-    Digest {
-        /// Person code of a block leader or the chief.
-        #[arg(long, value_name = "CODE")]
-        leader: String,
-        #[arg(long, value_name = "TIME")]
-        at: Option<String>,
-        /// Also write the HTML part to FILE (see scripts/render-digest-png.sh).
-        #[arg(long, value_name = "FILE")]
-        html: Option<PathBuf>,
-    },
+    Digest(Preview),
     /// Preview the monthly briefing report (báo cáo giao ban) for the month of TIME.
-    Report {
-        #[arg(long, value_name = "CODE")]
-        leader: String,
-        #[arg(long, value_name = "TIME")]
-        at: Option<String>,
-        #[arg(long, value_name = "FILE")]
-        html: Option<PathBuf>,
-    },
+    Report(Preview),
     /// Send one test email now, bypassing the outbox.
     SendTest {
         #[arg(long, value_name = "ADDRESS")]
         to: String,
     },
+}
+
+/// Whose report to preview, as of when, and where to write its HTML part.
+#[derive(Debug, clap::Args)]
+pub struct Preview {
+    /// Person code of a block leader or the chief.
+    #[arg(long, value_name = "CODE")]
+    leader: String,
+    /// The instant to preview at (default: now); a local time is read in the agency's zone.
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// Also write the HTML part to FILE (see scripts/render-digest-png.sh).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 /// Runs the parsed command; errors carry the one-line reason main prints.
@@ -121,8 +119,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Status { json } => status(config, json).await,
         Command::SendTest { to } => send_test(config, &to).await,
-        Command::Digest { leader, at, html } => preview(config, &leader, at.as_deref(), html, false).await,
-        Command::Report { leader, at, html } => preview(config, &leader, at.as_deref(), html, true).await,
+        Command::Digest(Preview { leader, at, html }) => preview(config, &leader, at.as_deref(), html, false).await,
+        Command::Report(Preview { leader, at, html }) => preview(config, &leader, at.as_deref(), html, true).await,
     }
 }
 

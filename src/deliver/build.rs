@@ -11,7 +11,7 @@ use crate::deliver::parallel::map_in_parallel;
 use crate::domain::{Channel, Directive, MessageKind, Notice, Person, Superseded};
 use crate::plan::Snapshot;
 use crate::render::ReminderInput;
-use crate::store::{pack, NewMessage};
+use crate::store::{Message, NewMessage};
 use chrono::DateTime;
 use chrono_tz::Tz;
 use std::collections::{BTreeMap, HashMap};
@@ -102,8 +102,7 @@ impl Builder {
                 (String::new(), String::new(), Some(reason))
             }
         };
-        NewMessage {
-            packed: pack(&payload),
+        let message = Message {
             id,
             message_id,
             kind,
@@ -112,8 +111,7 @@ impl Builder {
             channel,
             subject,
             payload,
-            notice_keys: notices.iter().map(|n| n.key.clone()).collect(),
-            dead,
-        }
+        };
+        NewMessage::new(message, notices.iter().map(|n| n.key.clone()).collect(), dead)
     }
 }

@@ -35,14 +35,15 @@ impl Deliverer<'_> {
         let (reports, reminders): (Vec<&Notice>, Vec<&Notice>) =
             claim.notices.iter().partition(|n| n.kind.message_kind() != MessageKind::Reminder);
         let started = crate::clock::monotonic();
-        let mut superseded = Vec::new();
-        let mut messages = Vec::new();
+        let round = Round { snapshot, calendar, now };
+        let mut out = Rechecked::default();
         if !reminders.is_empty() {
-            self.reminder_messages(snapshot, calendar, now, &reminders, &mut messages, &mut superseded).await?;
+            self.reminder_messages(&round, &reminders, &mut out).await?;
         }
         if !reports.is_empty() {
-            self.report_messages(snapshot, calendar, now, &reports, &mut messages, &mut superseded).await?;
+            self.report_messages(&round, &reports, &mut out).await?;
         }
+        let Rechecked { messages, superseded } = out;
         phases.prepare += started.elapsed();
         let started = crate::clock::monotonic();
         let lease_until = self.lease_until();
@@ -58,13 +59,11 @@ impl Deliverer<'_> {
     /// otherwise superseded with the reason.
     async fn reminder_messages(
         &self,
-        snapshot: &Snapshot,
-        calendar: &Calendar,
-        now: DateTime<Tz>,
+        round: &Round<'_>,
         notices: &[&Notice],
-        messages: &mut Vec<NewMessage>,
-        superseded: &mut Vec<Superseded>,
+        out: &mut Rechecked,
     ) -> Result<(), StoreError> {
+        let Round { snapshot, calendar, now } = *round;
         let codes: Vec<String> =
             notices.iter().filter_map(|n| n.directive.clone()).collect::<HashSet<_>>().into_iter().collect();
         let directives: HashMap<String, Directive> =
@@ -87,13 +86,13 @@ impl Deliverer<'_> {
             };
             match verdict {
                 Ok(()) => kept.push(*notice),
-                Err(reason) => superseded.push(Superseded::of(notice, reason)),
+                Err(reason) => out.superseded.push(Superseded::of(notice, reason)),
             }
         }
         let by_code: HashMap<&str, &Directive> = directives.iter().map(|(code, d)| (code.as_str(), d)).collect();
         let (built, failed) = self.builder.reminders(snapshot, now, &kept, &by_code);
-        messages.extend(built);
-        superseded.extend(failed);
+        out.messages.extend(built);
+        out.superseded.extend(failed);
         Ok(())
     }
 
@@ -101,13 +100,11 @@ impl Deliverer<'_> {
     /// leader or chief) becomes its own message, built from the store's current directives.
     async fn report_messages(
         &self,
-        snapshot: &Snapshot,
-        calendar: &Calendar,
-        now: DateTime<Tz>,
+        round: &Round<'_>,
         notices: &[&Notice],
-        messages: &mut Vec<NewMessage>,
-        superseded: &mut Vec<Superseded>,
+        out: &mut Rechecked,
     ) -> Result<(), StoreError> {
+        let Round { snapshot, calendar, now } = *round;
         let today = now.date_naive();
         let (since, due_from, due_until) = report_window(today);
         let directives = self.store.report_directives(since, due_from, due_until).await?;
@@ -122,12 +119,12 @@ impl Deliverer<'_> {
             let (person, audience) = match verdict {
                 Ok(found) => found,
                 Err(reason) => {
-                    superseded.push(Superseded::of(notice, reason));
+                    out.superseded.push(Superseded::of(notice, reason));
                     continue;
                 }
             };
             let kind = notice.kind.message_kind();
-            messages.push(self.builder.build(kind, person, notice.channel, &[notice], now, |outlet, to| {
+            out.messages.push(self.builder.build(kind, person, notice.channel, &[notice], now, |outlet, to| {
                 let rendered = render_report(&self.builder.outlets.digests, &input, person, &audience, &notice.stage)
                     .map_err(|e| format!("cannot be rendered: {e}"))?;
                 outlet.report(rendered, to)
@@ -135,6 +132,21 @@ impl Deliverer<'_> {
         }
         Ok(())
     }
+}
+
+/// What a claimed batch is re-checked against: the round's snapshot, calendar and instant.
+#[derive(Clone, Copy)]
+struct Round<'a> {
+    snapshot: &'a Snapshot,
+    calendar: &'a Calendar,
+    now: DateTime<Tz>,
+}
+
+/// What a claimed batch becomes: messages to record, and the notices no longer owed.
+#[derive(Default)]
+struct Rechecked {
+    messages: Vec<NewMessage>,
+    superseded: Vec<Superseded>,
 }
 
 /// A queued notice is still owed when re-planning its directive now yields its very key;

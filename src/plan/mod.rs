@@ -81,17 +81,14 @@ impl Snapshot {
 
 /// Everything owed at `now`, one notice per ladder, deduplicated by key, in a stable order.
 pub fn plan(snapshot: &Snapshot, policy: &Policy, calendar: &Calendar, now: DateTime<Tz>) -> Vec<Notice> {
-    let today = now.date_naive();
+    let planning = Planning::new(snapshot, policy, calendar, now.date_naive());
     let mut notices = Vec::new();
-    // Chiefs are the same for every directive: sorted once per plan, not once per directive.
-    let chiefs = OnceCell::new();
     for directive in &snapshot.directives {
         let before = notices.len();
         // One directive whose data trips the planner is reported and skipped; the round
         // goes on for every other.
-        let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            plan_directive_with(snapshot, policy, calendar, today, directive, &chiefs, &mut notices)
-        }));
+        let planned =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| planning.directive(directive, &mut notices)));
         if planned.is_err() {
             notices.truncate(before);
             tracing::error!(directive = %directive.code, "this directive cannot be planned; skipped in this round");
@@ -146,29 +143,37 @@ pub fn plan_directive(
     directive: &Directive,
     out: &mut Vec<Notice>,
 ) {
-    plan_directive_with(snapshot, policy, calendar, today, directive, &OnceCell::new(), out);
+    Planning::new(snapshot, policy, calendar, today).directive(directive, out);
 }
 
-/// [`plan_directive`] with the sorted chiefs shared across calls (computed on first need).
-fn plan_directive_with<'s>(
+/// What every directive of one plan is planned against: the snapshot, the policy, the
+/// calendar and the day, and the chiefs, sorted on first need and shared by all.
+struct Planning<'s> {
     snapshot: &'s Snapshot,
-    policy: &Policy,
-    calendar: &Calendar,
+    policy: &'s Policy,
+    calendar: &'s Calendar,
     today: NaiveDate,
-    directive: &Directive,
-    chiefs: &OnceCell<Vec<&'s Person>>,
-    out: &mut Vec<Notice>,
-) {
-    let start = out.len();
-    plan_email(snapshot, policy, calendar, today, directive, chiefs, out);
-    // Most people are reached by email alone, where the copy below would rebuild each
-    // notice unchanged: skip it for them.
-    if out[start..].iter().all(|n| email_only(snapshot, n)) {
-        return;
+    chiefs: OnceCell<Vec<&'s Person>>,
+}
+
+impl<'s> Planning<'s> {
+    fn new(snapshot: &'s Snapshot, policy: &'s Policy, calendar: &'s Calendar, today: NaiveDate) -> Planning<'s> {
+        Planning { snapshot, policy, calendar, today, chiefs: OnceCell::new() }
     }
-    let planned: Vec<Notice> = out.drain(start..).collect();
-    for notice in planned {
-        on_each_channel(snapshot, notice, out);
+
+    /// The notices `directive` owes, on every channel of each recipient.
+    fn directive(&self, directive: &Directive, out: &mut Vec<Notice>) {
+        let start = out.len();
+        self.email(directive, out);
+        // Most people are reached by email alone, where the copy below would rebuild each
+        // notice unchanged: skip it for them.
+        if out[start..].iter().all(|n| email_only(self.snapshot, n)) {
+            return;
+        }
+        let planned: Vec<Notice> = out.drain(start..).collect();
+        for notice in planned {
+            on_each_channel(self.snapshot, notice, out);
+        }
     }
 }
 
@@ -197,77 +202,67 @@ fn on_each_channel(snapshot: &Snapshot, notice: Notice, out: &mut Vec<Notice>) {
     }
 }
 
-fn plan_email<'s>(
-    snapshot: &'s Snapshot,
-    policy: &Policy,
-    calendar: &Calendar,
-    today: NaiveDate,
-    directive: &Directive,
-    chiefs: &OnceCell<Vec<&'s Person>>,
-    out: &mut Vec<Notice>,
-) {
-    match directive.status {
-        Status::Completed | Status::Cancelled => {}
-        Status::Closed => closed_alarm(snapshot, policy, today, directive, out),
-        Status::Open | Status::InProgress => {
-            let due = policy.due_date(directive.kind, directive.due_on, directive.assigned_on, calendar);
-            if directive.assignee.is_none() {
-                missing_field(snapshot, directive, Ladder::MissingAssignee, MissingField::Assignee, out);
-            }
-            match due {
-                None => missing_field(snapshot, directive, Ladder::MissingDueDate, MissingField::DueOn, out),
-                Some(due) => {
-                    let effective = calendar.effective_due(due, policy.roll_forward);
-                    let position = calendar.position(effective, today);
-                    deadline_ladders(snapshot, policy, directive, effective, position, chiefs, out);
+impl Planning<'_> {
+    /// The notices `directive` owes by email (copied onto other channels by the caller).
+    fn email(&self, directive: &Directive, out: &mut Vec<Notice>) {
+        let Planning { snapshot, policy, calendar, today, .. } = *self;
+        match directive.status {
+            Status::Completed | Status::Cancelled => {}
+            Status::Closed => closed_alarm(snapshot, policy, today, directive, out),
+            Status::Open | Status::InProgress => {
+                let due = policy.due_date(directive.kind, directive.due_on, directive.assigned_on, calendar);
+                if directive.assignee.is_none() {
+                    missing_field(snapshot, directive, Ladder::MissingAssignee, MissingField::Assignee, out);
+                }
+                match due {
+                    None => missing_field(snapshot, directive, Ladder::MissingDueDate, MissingField::DueOn, out),
+                    Some(due) => {
+                        let effective = calendar.effective_due(due, policy.roll_forward);
+                        let position = calendar.position(effective, today);
+                        self.deadline_ladders(directive, effective, position, out);
+                    }
                 }
             }
         }
     }
-}
 
-fn deadline_ladders<'s>(
-    snapshot: &'s Snapshot,
-    policy: &Policy,
-    directive: &Directive,
-    effective: NaiveDate,
-    position: i32,
-    chiefs: &OnceCell<Vec<&'s Person>>,
-    out: &mut Vec<Notice>,
-) {
-    if let (Some((kind, stage)), Some(person)) =
-        (assignee_stage(policy, position), snapshot.assignee_recipient(directive))
-    {
-        out.push(ladder_notice(kind, Ladder::Assignee, directive, person, effective, stage, position));
-    }
-    let rungs = [
-        (Ladder::EscalateHead, policy.escalate_head_after),
-        (Ladder::EscalateLeader, policy.escalate_leader_after),
-        (Ladder::EscalateChief, policy.escalate_chief_after),
-    ];
-    for (ladder, after) in rungs {
-        let Ok(after) = i32::try_from(after) else {
-            continue;
-        };
-        if after == 0 || position < after {
-            continue;
+    /// The assignee's stage and every escalation rung reached at `position`.
+    fn deadline_ladders(&self, directive: &Directive, effective: NaiveDate, position: i32, out: &mut Vec<Notice>) {
+        let Planning { snapshot, policy, .. } = *self;
+        if let (Some((kind, stage)), Some(person)) =
+            (assignee_stage(policy, position), snapshot.assignee_recipient(directive))
+        {
+            out.push(ladder_notice(kind, Ladder::Assignee, directive, person, effective, stage, position));
         }
-        // Recipients are looked up only for rungs reached: most directives reach none.
-        let recipients: Vec<&Person> = match ladder {
-            Ladder::EscalateHead => snapshot.unit_head(&directive.unit).into_iter().collect(),
-            Ladder::EscalateLeader => snapshot.block_leader(directive).into_iter().collect(),
-            _ => chiefs.get_or_init(|| snapshot.chiefs()).clone(),
-        };
-        for person in recipients {
-            out.push(ladder_notice(
-                NoticeKind::Escalation,
-                ladder,
-                directive,
-                person,
-                effective,
-                Stage::Day(after),
-                position,
-            ));
+        let rungs = [
+            (Ladder::EscalateHead, policy.escalate_head_after),
+            (Ladder::EscalateLeader, policy.escalate_leader_after),
+            (Ladder::EscalateChief, policy.escalate_chief_after),
+        ];
+        for (ladder, after) in rungs {
+            let Ok(after) = i32::try_from(after) else {
+                continue;
+            };
+            if after == 0 || position < after {
+                continue;
+            }
+            // Recipients are looked up only for rungs reached: most directives reach none.
+            let recipients: Vec<&Person> = match ladder {
+                Ladder::EscalateHead => snapshot.unit_head(&directive.unit).into_iter().collect(),
+                Ladder::EscalateLeader => snapshot.block_leader(directive).into_iter().collect(),
+                _ => self.chiefs.get_or_init(|| snapshot.chiefs()).clone(),
+            };
+            for person in recipients {
+                out.push(ladder_notice(
+                    NoticeKind::Escalation,
+                    ladder,
+                    directive,
+                    person,
+                    effective,
+                    Stage::Day(after),
+                    position,
+                ));
+            }
         }
     }
 }

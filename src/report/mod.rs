@@ -164,31 +164,15 @@ pub fn render_report(
 ) -> Result<Rendered, RenderError> {
     let mut units: Vec<Unit> = input.snapshot.units.values().cloned().collect();
     units.sort_by(|a, b| a.code.cmp(&b.code));
+    let ReportInput { snapshot, directives, calendar, policy, today } = *input;
     match *stage {
         Stage::Month { year, month } => {
-            let report = monthly_report(
-                &units,
-                &input.snapshot.people,
-                input.directives,
-                input.calendar,
-                input.policy,
-                audience,
-                year,
-                month,
-                input.today,
-            );
+            let report =
+                monthly_report(&units, &snapshot.people, directives, calendar, policy, audience, year, month, today);
             renderer.render_monthly(&report, person)
         }
         _ => {
-            let mut digest = weekly_digest(
-                &units,
-                &input.snapshot.people,
-                input.directives,
-                input.calendar,
-                input.policy,
-                audience,
-                input.today,
-            );
+            let mut digest = weekly_digest(&units, &snapshot.people, directives, calendar, policy, audience, today);
             digest.flags.extend(bounce_flags(input.snapshot, &units, audience));
             renderer.render_weekly(&digest, person)
         }

@@ -7,7 +7,8 @@ use crate::calendar::Calendar;
 use crate::domain::{Directive, Person, Status, Unit};
 use crate::plan::policy::Policy;
 use crate::report::weekly::{
-    covered_units, days_overdue, distinct_directives, effective_due, name_of, percent, recipient_name, Audience,
+    covered_units, days_overdue, distinct_directives, effective_due, percent, recipient_name, Audience, ItemHeading,
+    UnitHeading,
 };
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
@@ -137,10 +138,8 @@ impl MonthlyCounts {
 /// One directive due in the month.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MonthlyItem {
-    pub code: String,
-    pub title: String,
-    pub assignee: Option<String>,
-    pub assignee_name: Option<String>,
+    #[serde(flatten)]
+    pub heading: ItemHeading,
     /// The effective due date, in the reported month.
     pub due: NaiveDate,
     pub category: MonthlyCategory,
@@ -149,16 +148,13 @@ pub struct MonthlyItem {
     pub days_overdue: i32,
     pub completed_on: Option<NaiveDate>,
     pub closed_on: Option<NaiveDate>,
-    pub confidential: bool,
 }
 
 /// One unit of the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MonthlyUnit {
-    pub code: String,
-    pub name: String,
-    pub head_name: Option<String>,
-    pub leader_name: Option<String>,
+    #[serde(flatten)]
+    pub heading: UnitHeading,
     pub counts: MonthlyCounts,
     /// By category (in report order), then due date, then code.
     pub items: Vec<MonthlyItem>,
@@ -205,15 +201,8 @@ pub fn monthly_report(
                 .filter_map(|d| monthly_item(d, people, calendar, policy, today))
                 .filter(|i| i.due.year() == year && i.due.month() == month)
                 .collect();
-            items.sort_by(|a, b| (a.category, a.due, &a.code).cmp(&(b.category, b.due, &b.code)));
-            MonthlyUnit {
-                code: unit.code.clone(),
-                name: unit.name.clone(),
-                head_name: unit.head.as_deref().map(|c| name_of(people, c)),
-                leader_name: unit.leader.as_deref().map(|c| name_of(people, c)),
-                counts: MonthlyCounts::of_items(&items),
-                items,
-            }
+            items.sort_by(|a, b| (a.category, a.due, &a.heading.code).cmp(&(b.category, b.due, &b.heading.code)));
+            MonthlyUnit { heading: UnitHeading::of(unit, people), counts: MonthlyCounts::of_items(&items), items }
         })
         .collect();
     let totals = sections.iter().fold(MonthlyCounts::default(), |acc, s| acc.add(&s.counts));
@@ -265,16 +254,12 @@ fn monthly_item(
 ) -> Option<MonthlyItem> {
     let (due, category, days_overdue) = classify(directive, calendar, policy, today)?;
     Some(MonthlyItem {
-        code: directive.code.clone(),
-        title: directive.title.clone(),
-        assignee: directive.assignee.clone(),
-        assignee_name: directive.assignee.as_deref().map(|a| name_of(people, a)),
+        heading: ItemHeading::of(directive, people),
         due,
         category,
         days_overdue,
         completed_on: directive.completed_on,
         closed_on: directive.closed_on,
-        confidential: directive.confidential,
     })
 }
 
@@ -326,7 +311,7 @@ mod tests {
         let report = report(Audience::Chief, &directives, "2022-09-27");
         let unit = &report.units[0];
         let got: Vec<(&str, MonthlyCategory, i32)> =
-            unit.items.iter().map(|i| (i.code.as_str(), i.category, i.days_overdue)).collect();
+            unit.items.iter().map(|i| (i.heading.code.as_str(), i.category, i.days_overdue)).collect();
         assert_eq!(
             got,
             [

@@ -6,9 +6,9 @@
 //! an administrator's override never needs to compute.
 
 use crate::domain::Person;
-use crate::render::{vn_date, RenderError, Rendered};
+use crate::render::{add_templates, vn_date, RenderError, Rendered};
 use crate::report::monthly::{MonthlyCategory, MonthlyCounts, MonthlyItem, MonthlyReport};
-use crate::report::weekly::{Audience, DigestCounts, DigestItem, UnitSection, WeeklyDigest, WINDOW_DAYS};
+use crate::report::weekly::{Audience, DigestCounts, DigestItem, ItemHeading, UnitSection, WeeklyDigest, WINDOW_DAYS};
 use chrono::{Datelike, Days, NaiveDate, Weekday};
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
@@ -46,15 +46,7 @@ impl DigestRenderer {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_keep_trailing_newline(true);
-        for (name, builtin) in TEMPLATES {
-            let source = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
-                Some(path) => std::fs::read_to_string(&path)
-                    .map_err(|source| RenderError::Io { dir: path.display().to_string(), source })?,
-                None => (*builtin).to_string(),
-            };
-            env.add_template_owned(*name, source)
-                .map_err(|source| RenderError::Template { name: (*name).to_string(), source })?;
-        }
+        add_templates(&mut env, dir, TEMPLATES)?;
         Ok(DigestRenderer { env, agency: agency.to_string() })
     }
 
@@ -143,13 +135,19 @@ fn overdue_label(days: i32) -> String {
 }
 
 fn row(item: &DigestItem, label: String, colour: &'static str, detail: String) -> Row {
-    Row {
-        code: item.code.clone(),
-        title: item.title.clone(),
-        assignee: assignee_text(item.assignee_name.as_ref()),
-        label,
-        colour,
-        detail,
+    Row::new(&item.heading, label, colour, detail)
+}
+
+impl Row {
+    fn new(item: &ItemHeading, label: String, colour: &'static str, detail: String) -> Row {
+        Row {
+            code: item.code.clone(),
+            title: item.title.clone(),
+            assignee: assignee_text(item.assignee_name.as_ref()),
+            label,
+            colour,
+            detail,
+        }
     }
 }
 
@@ -220,9 +218,9 @@ fn unit_view(unit: &UnitSection, today: NaiveDate) -> UnitView {
         section("completed", "Hoàn thành trong 7 ngày qua".into(), &unit.completed, completed_row),
     ];
     UnitView {
-        code: unit.code.clone(),
-        name: unit.name.clone(),
-        head_name: unit.head_name.clone(),
+        code: unit.heading.code.clone(),
+        name: unit.heading.name.clone(),
+        head_name: unit.heading.head_name.clone(),
         summary: summary_line(&unit.counts),
         sections: sections.into_iter().flatten().collect(),
     }
@@ -322,7 +320,7 @@ fn weekly_view(agency: &str, digest: &WeeklyDigest, recipient: &Person) -> Weekl
     let today = digest.today;
     let week = today.iso_week();
     let day = |weekday| NaiveDate::from_isoywd_opt(week.year(), week.week(), weekday).map_or_else(String::new, vn_date);
-    let codes: Vec<&str> = digest.units.iter().map(|u| u.code.as_str()).collect();
+    let codes: Vec<&str> = digest.units.iter().map(|u| u.heading.code.as_str()).collect();
     let (scope, scope_phrase) = scope(&digest.audience, &codes);
     WeeklyView {
         agency: agency.to_string(),
@@ -441,14 +439,7 @@ fn monthly_item_row(item: &MonthlyItem) -> Option<Row> {
         ),
         _ => return None,
     };
-    Some(Row {
-        code: item.code.clone(),
-        title: item.title.clone(),
-        assignee: assignee_text(item.assignee_name.as_ref()),
-        label,
-        colour,
-        detail,
-    })
+    Some(Row::new(&item.heading, label, colour, detail))
 }
 
 fn monthly_headline(c: &MonthlyCounts) -> String {
@@ -477,15 +468,15 @@ fn month_bounds(year: i32, month: u32) -> (String, String) {
 }
 
 fn monthly_view(agency: &str, report: &MonthlyReport, recipient: &Person) -> MonthlyView {
-    let codes: Vec<&str> = report.units.iter().map(|u| u.code.as_str()).collect();
+    let codes: Vec<&str> = report.units.iter().map(|u| u.heading.code.as_str()).collect();
     let (scope, scope_phrase) = scope(&report.audience, &codes);
     let (month_start, month_end) = month_bounds(report.year, report.month);
     let attention = report
         .units
         .iter()
         .map(|u| Attention {
-            code: u.code.clone(),
-            name: u.name.clone(),
+            code: u.heading.code.clone(),
+            name: u.heading.name.clone(),
             rows: u.items.iter().filter_map(monthly_item_row).collect(),
         })
         .filter(|a| !a.rows.is_empty())
@@ -505,7 +496,7 @@ fn monthly_view(agency: &str, report: &MonthlyReport, recipient: &Person) -> Mon
             .map(|c| CategoryHead { key: *c, label: c.label(), colour: category_colour(*c) })
             .collect(),
         totals: monthly_row("", if report.audience.is_chief() { "Toàn cơ quan" } else { "Toàn khối" }, &report.totals),
-        units: report.units.iter().map(|u| monthly_row(&u.code, &u.name, &u.counts)).collect(),
+        units: report.units.iter().map(|u| monthly_row(&u.heading.code, &u.heading.name, &u.counts)).collect(),
         attention,
         scope,
         scope_phrase,

@@ -43,15 +43,55 @@ pub fn iso_week(date: NaiveDate) -> String {
     Stage::week_of(date).to_string()
 }
 
-/// One directive as a digest lists it.
+/// A directive as every report names it, whatever else the report says of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DigestItem {
+pub struct ItemHeading {
     pub code: String,
     pub title: String,
     /// Assignee's person code, if any.
     pub assignee: Option<String>,
     /// Assignee's name (their code if they are not in the directory); `None` if unassigned.
     pub assignee_name: Option<String>,
+    pub confidential: bool,
+}
+
+impl ItemHeading {
+    pub(crate) fn of(directive: &Directive, people: &HashMap<String, Person>) -> ItemHeading {
+        ItemHeading {
+            code: directive.code.clone(),
+            title: directive.title.clone(),
+            assignee: directive.assignee.clone(),
+            assignee_name: directive.assignee.as_deref().map(|a| name_of(people, a)),
+            confidential: directive.confidential,
+        }
+    }
+}
+
+/// A unit as every report heads its section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitHeading {
+    pub code: String,
+    pub name: String,
+    pub head_name: Option<String>,
+    pub leader_name: Option<String>,
+}
+
+impl UnitHeading {
+    pub(crate) fn of(unit: &Unit, people: &HashMap<String, Person>) -> UnitHeading {
+        UnitHeading {
+            code: unit.code.clone(),
+            name: unit.name.clone(),
+            head_name: unit.head.as_deref().map(|c| name_of(people, c)),
+            leader_name: unit.leader.as_deref().map(|c| name_of(people, c)),
+        }
+    }
+}
+
+/// One directive as a digest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DigestItem {
+    #[serde(flatten)]
+    pub heading: ItemHeading,
     /// The effective due date (rolled forward off days off), if the directive has one.
     pub due: Option<NaiveDate>,
     /// Working days past the effective due date (0 unless overdue).
@@ -62,7 +102,6 @@ pub struct DigestItem {
     pub completed_on: Option<NaiveDate>,
     /// For completed items: on or before the effective due date (true when it had none).
     pub on_time: Option<bool>,
-    pub confidential: bool,
 }
 
 /// The summary line of a unit (and, summed, of the whole digest).
@@ -109,10 +148,8 @@ impl DigestCounts {
 /// One unit of a digest, its lists in the order the leader reads them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UnitSection {
-    pub code: String,
-    pub name: String,
-    pub head_name: Option<String>,
-    pub leader_name: Option<String>,
+    #[serde(flatten)]
+    pub heading: UnitHeading,
     /// Most overdue first.
     pub overdue: Vec<DigestItem>,
     /// Soonest first.
@@ -232,17 +269,13 @@ fn in_past_week(date: Option<NaiveDate>, today: NaiveDate) -> bool {
 
 fn base_item(directive: &Directive, people: &HashMap<String, Person>, due: Option<NaiveDate>) -> DigestItem {
     DigestItem {
-        code: directive.code.clone(),
-        title: directive.title.clone(),
-        assignee: directive.assignee.clone(),
-        assignee_name: directive.assignee.as_deref().map(|a| name_of(people, a)),
+        heading: ItemHeading::of(directive, people),
         due,
         days_overdue: 0,
         days_left: 0,
         closed_on: directive.closed_on,
         completed_on: directive.completed_on,
         on_time: None,
-        confidential: directive.confidential,
     }
 }
 
@@ -312,10 +345,7 @@ fn unit_section(
     today: NaiveDate,
 ) -> UnitSection {
     let mut section = UnitSection {
-        code: unit.code.clone(),
-        name: unit.name.clone(),
-        head_name: unit.head.as_deref().map(|c| name_of(people, c)),
-        leader_name: unit.leader.as_deref().map(|c| name_of(people, c)),
+        heading: UnitHeading::of(unit, people),
         overdue: Vec::new(),
         due_soon: Vec::new(),
         closed: Vec::new(),
@@ -341,10 +371,12 @@ fn unit_section(
 }
 
 fn sort_section(section: &mut UnitSection) {
-    section.overdue.sort_by(|a, b| (-a.days_overdue, a.due, &a.code).cmp(&(-b.days_overdue, b.due, &b.code)));
-    section.due_soon.sort_by(|a, b| (a.due, &a.code).cmp(&(b.due, &b.code)));
-    section.closed.sort_by(|a, b| (b.closed_on, &a.code).cmp(&(a.closed_on, &b.code)));
-    section.completed.sort_by(|a, b| (b.completed_on, &a.code).cmp(&(a.completed_on, &b.code)));
+    section
+        .overdue
+        .sort_by(|a, b| (-a.days_overdue, a.due, &a.heading.code).cmp(&(-b.days_overdue, b.due, &b.heading.code)));
+    section.due_soon.sort_by(|a, b| (a.due, &a.heading.code).cmp(&(b.due, &b.heading.code)));
+    section.closed.sort_by(|a, b| (b.closed_on, &a.heading.code).cmp(&(a.closed_on, &b.heading.code)));
+    section.completed.sort_by(|a, b| (b.completed_on, &a.heading.code).cmp(&(a.completed_on, &b.heading.code)));
 }
 
 fn count_section(section: &UnitSection, in_time_later: u32, undated: u32) -> DigestCounts {
@@ -512,7 +544,7 @@ pub(crate) mod tests {
     }
 
     fn codes(items: &[DigestItem]) -> Vec<&str> {
-        items.iter().map(|i| i.code.as_str()).collect()
+        items.iter().map(|i| i.heading.code.as_str()).collect()
     }
 
     #[test]
@@ -533,7 +565,7 @@ pub(crate) mod tests {
             directive("B1", "NV3", "ttv_a", "2022-08-25", Status::Open),
         ];
         let digest = digest_for(Audience::Leader("pct_a".into()), &directives);
-        let units: Vec<&str> = digest.units.iter().map(|u| u.code.as_str()).collect();
+        let units: Vec<&str> = digest.units.iter().map(|u| u.heading.code.as_str()).collect();
         assert_eq!(units, ["NV1", "NV2"]);
         let all: Vec<&str> = digest.units.iter().flat_map(|u| codes(&u.overdue)).collect();
         assert_eq!(all, ["A1", "A2"]);
@@ -551,7 +583,7 @@ pub(crate) mod tests {
             directive("B1", "NV3", "ttv_a", "2022-08-25", Status::Open),
         ];
         let digest = digest_for(Audience::Chief, &directives);
-        let units: Vec<&str> = digest.units.iter().map(|u| u.code.as_str()).collect();
+        let units: Vec<&str> = digest.units.iter().map(|u| u.heading.code.as_str()).collect();
         assert_eq!(units, ["NV1", "NV2", "NV3"]);
         assert_eq!(digest.totals.overdue, 2);
         assert_eq!(digest.recipient_name, None);
@@ -570,7 +602,7 @@ pub(crate) mod tests {
         // 1–2 September are days off: from Mon 29/8 to Mon 5/9 is 30, 31 August and 5 September.
         let days: Vec<i32> = overdue.iter().map(|i| i.days_overdue).collect();
         assert_eq!(days, [9, 4, 3]);
-        assert_eq!(overdue[0].assignee_name.as_deref(), Some("Trương Đăng Khoa"));
+        assert_eq!(overdue[0].heading.assignee_name.as_deref(), Some("Trương Đăng Khoa"));
     }
 
     #[test]

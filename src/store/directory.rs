@@ -54,6 +54,11 @@ fn bind<'q>(query: Query<'q, Any, AnyArguments<'q>>, value: Value) -> Query<'q, 
     }
 }
 
+/// A record's columns, then when the row was written.
+fn stamped(fields: &[&'static str]) -> Vec<&'static str> {
+    fields.iter().copied().chain(["updated_at"]).collect()
+}
+
 async fn upsert(
     tx: &mut Tx,
     dialect: &'static dyn Dialect,
@@ -99,7 +104,7 @@ impl Importer {
             &mut self.tx,
             self.dialect,
             "units",
-            &["code", "name", "head", "leader", "updated_at"],
+            &stamped(Unit::FIELDS),
             units
                 .iter()
                 .map(|u| {
@@ -118,19 +123,7 @@ impl Importer {
             &mut self.tx,
             self.dialect,
             "people",
-            &[
-                "code",
-                "name",
-                "title",
-                "email",
-                "unit",
-                "role",
-                "active",
-                "channels",
-                "telegram_chat_id",
-                "webhook_id",
-                "updated_at",
-            ],
+            &stamped(Person::FIELDS),
             people
                 .iter()
                 .map(|p| {
@@ -161,23 +154,7 @@ impl Importer {
             &mut self.tx,
             self.dialect,
             "directives",
-            &[
-                "code",
-                "kind",
-                "title",
-                "source",
-                "unit",
-                "assignee",
-                "leader",
-                "assigned_on",
-                "due_on",
-                "status",
-                "completed_on",
-                "closed_on",
-                "result",
-                "confidential",
-                "updated_at",
-            ],
+            &stamped(Directive::FIELDS),
             directives
                 .iter()
                 .map(|d| {

@@ -9,17 +9,28 @@ use super::{keep_prepared, rows_per_statement, Marks, Result, Store, StoreError,
 use crate::domain::{Channel, ErrorKind, MessageKind, MessageStatus, NoticeKey};
 use std::collections::HashSet;
 
-/// A message built from claimed notices, to be recorded (and leased) before it is sent.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
+/// A message as it is recorded and sent: to whom, where, on which channel, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The row's id (UUIDv7).
     pub id: String,
+    /// The `Message-ID` the recipient's mail client sees; the idempotency key on chat.
     pub message_id: String,
     pub kind: MessageKind,
+    /// The recipient's person code.
     pub recipient: String,
+    /// Their address on `channel`.
     pub address: String,
     pub channel: Channel,
     pub subject: String,
+    /// What the channel sends (MIME bytes, or a chat request's body), unpacked.
     pub payload: String,
+}
+
+/// A message built from claimed notices, to be recorded (and leased) before it is sent.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub message: Message,
     /// The payload as stored: [`pack`](super::pack)ed (done where the message is rendered, on
     /// every core, rather than while the database waits).
     pub packed: Vec<u8>,
@@ -29,34 +40,41 @@ pub struct NewMessage {
     pub dead: Option<String>,
 }
 
+impl NewMessage {
+    /// `message` for `notice_keys`, its payload packed here; `dead` if it could not be built.
+    pub fn new(message: Message, notice_keys: Vec<NoticeKey>, dead: Option<String>) -> NewMessage {
+        NewMessage { packed: super::pack(&message.payload), message, notice_keys, dead }
+    }
+}
+
 /// A recorded message leased to this process for one send attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedMessage {
-    pub id: String,
-    pub message_id: String,
-    pub kind: MessageKind,
-    pub recipient: String,
-    pub address: String,
-    pub channel: Channel,
-    pub subject: String,
-    pub payload: String,
+    pub message: Message,
+    /// Attempts made before this one.
     pub attempts: i64,
+}
+
+impl std::ops::Deref for NewMessage {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        &self.message
+    }
+}
+
+impl std::ops::Deref for ClaimedMessage {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        &self.message
+    }
 }
 
 impl From<NewMessage> for ClaimedMessage {
     /// A message just recorded under this process's lease, not yet tried.
     fn from(m: NewMessage) -> ClaimedMessage {
-        ClaimedMessage {
-            id: m.id,
-            message_id: m.message_id,
-            kind: m.kind,
-            recipient: m.recipient,
-            address: m.address,
-            channel: m.channel,
-            subject: m.subject,
-            payload: m.payload,
-            attempts: 0,
-        }
+        ClaimedMessage { message: m.message, attempts: 0 }
     }
 }
 
@@ -82,7 +100,7 @@ impl ClaimedRow {
             column,
             value: value.to_string(),
         };
-        Ok(ClaimedMessage {
+        let message = Message {
             kind: self.kind.parse().map_err(|_| corrupt("kind", &self.kind))?,
             channel: self.channel.parse().map_err(|_| corrupt("channel", &self.channel))?,
             id: self.id,
@@ -91,8 +109,8 @@ impl ClaimedRow {
             address: self.address,
             subject: self.subject,
             payload,
-            attempts: self.attempts,
-        })
+        };
+        Ok(ClaimedMessage { message, attempts: self.attempts })
     }
 }
 

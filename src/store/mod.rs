@@ -17,7 +17,7 @@ pub use tx::Tx;
 
 pub(crate) use dialect::Marks;
 pub use directory::{ImportCounts, Importer, PlanningWindow};
-pub use messages::{ClaimedMessage, DeadCause, MessageOutcome, NewMessage};
+pub use messages::{ClaimedMessage, DeadCause, Message, MessageOutcome, NewMessage};
 pub(crate) use notices::claim_order;
 pub use notices::{NoticeClaim, NoticeRow};
 pub use payloads::pack;

@@ -208,46 +208,39 @@ impl Store {
         lease_until: i64,
         now: i64,
     ) -> Result<bool> {
-        match self.try_record_planned(notices, messages, owner, lease_until, now).await {
+        let recorded: Result<bool> = async {
+            let (adopted, new): (Vec<NoticeRow>, Vec<NoticeRow>) = notices.iter().partition(|r| r.adopted);
+            let mut tx = self.begin_write().await?;
+            if !adopted.is_empty() {
+                // Adopted notices are found by key among the ~100,000 an overnight tick recorded.
+                self.index_lookups_only(&mut tx).await?;
+            }
+            let inserted = insert_notices(&mut tx, self.dialect, &new, now).await?;
+            let queued: Vec<(&str, &str)> =
+                adopted.iter().filter_map(|r| Some((r.notice.key.as_str(), r.message?))).collect();
+            let superseded: Vec<(&str, &str)> =
+                adopted.iter().filter_map(|r| Some((r.notice.key.as_str(), r.reason?))).collect();
+            let still_pending = format!(" AND notices.{}", is_pending());
+            let moved = move_notices(&mut tx, self.dialect, Move::IntoMessage, &still_pending, &queued, now).await?
+                + move_notices(&mut tx, self.dialect, Move::Superseded, &still_pending, &superseded, now).await?;
+            if usize::try_from(inserted).ok() != Some(new.len())
+                || usize::try_from(moved).ok() != Some(queued.len() + superseded.len())
+            {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            insert_messages(&mut tx, self.dialect, messages, owner, lease_until, now).await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+        .await;
+        match recorded {
             Err(StoreError::Db(sqlx::Error::Database(e))) if e.code().as_deref() == Some("40P01") => {
                 tracing::info!(error = %e, "a replica recorded the same notices at the same moment; left to the claim");
                 Ok(false)
             }
             other => other,
         }
-    }
-
-    async fn try_record_planned(
-        &self,
-        notices: &[NoticeRow<'_>],
-        messages: &[NewMessage],
-        owner: &str,
-        lease_until: i64,
-        now: i64,
-    ) -> Result<bool> {
-        let (adopted, new): (Vec<NoticeRow>, Vec<NoticeRow>) = notices.iter().partition(|r| r.adopted);
-        let mut tx = self.begin_write().await?;
-        if !adopted.is_empty() {
-            // Adopted notices are found by key among the ~100,000 an overnight tick recorded.
-            self.index_lookups_only(&mut tx).await?;
-        }
-        let inserted = insert_notices(&mut tx, self.dialect, &new, now).await?;
-        let queued: Vec<(&str, &str)> =
-            adopted.iter().filter_map(|r| Some((r.notice.key.as_str(), r.message?))).collect();
-        let superseded: Vec<(&str, &str)> =
-            adopted.iter().filter_map(|r| Some((r.notice.key.as_str(), r.reason?))).collect();
-        let still_pending = format!(" AND notices.{}", is_pending());
-        let moved = move_notices(&mut tx, self.dialect, Move::IntoMessage, &still_pending, &queued, now).await?
-            + move_notices(&mut tx, self.dialect, Move::Superseded, &still_pending, &superseded, now).await?;
-        if usize::try_from(inserted).ok() != Some(new.len())
-            || usize::try_from(moved).ok() != Some(queued.len() + superseded.len())
-        {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_messages(&mut tx, self.dialect, messages, owner, lease_until, now).await?;
-        tx.commit().await?;
-        Ok(true)
     }
 
     /// Copies the notices of a dead message onto another channel (the person's chat, when
@@ -415,7 +408,7 @@ async fn update_notices(
 mod tests {
     use super::*;
     use crate::domain::{Channel, Ladder, MessageKind, NoticeKind, Stage};
-    use crate::store::{pack, DeadCause, MessageOutcome};
+    use crate::store::{DeadCause, Message, MessageOutcome};
 
     fn notice(directive: &str, recipient: &str) -> Notice {
         let kind = NoticeKind::Overdue;
@@ -434,7 +427,7 @@ mod tests {
     }
 
     fn message(id: &str, recipient: &str, keys: Vec<NoticeKey>) -> NewMessage {
-        NewMessage {
+        let message = Message {
             id: id.into(),
             message_id: format!("<{id}@example.gov.vn>"),
             kind: MessageKind::Reminder,
@@ -443,10 +436,8 @@ mod tests {
             channel: Channel::Email,
             subject: "s".into(),
             payload: format!("payload of {id}"),
-            packed: pack(&format!("payload of {id}")),
-            notice_keys: keys,
-            dead: None,
-        }
+        };
+        NewMessage::new(message, keys, None)
     }
 
     #[tokio::test]

@@ -15,12 +15,16 @@ pub struct OutboxCounts {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct DeadLetter {
     pub id: String,
+    /// The `Message-ID` it was built with (what a recipient's mail system would log).
     pub message_id: String,
+    /// Person code, and the address on `channel` that was tried.
     pub recipient: String,
     pub address: String,
     pub channel: String,
     pub subject: String,
+    /// How many sends were tried.
     pub attempts: i64,
+    /// The last answer from the server, or why it could not be built.
     pub last_error: Option<String>,
     /// Who caused it: `recipient` (the address was refused: a bounce), `build` (the message
     /// could not be built from its data), `exhausted` (temporary failures until the attempts

@@ -123,19 +123,20 @@ async fn a_payload_stored_before_packing_is_sent_as_it_was() {
         };
         store.enqueue(std::slice::from_ref(&notice), 1).await.unwrap();
         let claim = store.claim_notices(10).await.unwrap();
-        let message = nhacviec::store::NewMessage {
-            id: "m1".into(),
-            message_id: "<m1@t>".into(),
-            kind: nhacviec::domain::MessageKind::Reminder,
-            recipient: "lien".into(),
-            address: "lien@example.gov.vn".into(),
-            channel: nhacviec::domain::Channel::Email,
-            subject: "s".into(),
-            payload: "packed".into(),
-            packed: nhacviec::store::pack("packed"),
-            notice_keys: vec![notice.key.clone()],
-            dead: None,
-        };
+        let message = nhacviec::store::NewMessage::new(
+            nhacviec::store::Message {
+                id: "m1".into(),
+                message_id: "<m1@t>".into(),
+                kind: nhacviec::domain::MessageKind::Reminder,
+                recipient: "lien".into(),
+                address: "lien@example.gov.vn".into(),
+                channel: nhacviec::domain::Channel::Email,
+                subject: "s".into(),
+                payload: "packed".into(),
+            },
+            vec![notice.key.clone()],
+            None,
+        );
         claim.commit(&[message], &[], "crashed", 1000, 10).await.unwrap();
         // As an older nhacviec stored it: the text itself, nothing packed.
         {

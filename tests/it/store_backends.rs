@@ -6,7 +6,7 @@ use crate::support;
 use nhacviec::calendar::Calendar;
 use nhacviec::domain::{Channel, Ladder, MessageKind, Notice, NoticeKey, NoticeKind, Stage};
 use nhacviec::import::{read_files, KnownCodes};
-use nhacviec::store::{pack, MessageOutcome, NewMessage, NoticeRow, Store};
+use nhacviec::store::{Message, MessageOutcome, NewMessage, NoticeRow, Store};
 use serde_json::json;
 use std::collections::HashSet;
 use support::{directive, fresh_database, small_agency, Nhacviec, BACKENDS};
@@ -230,19 +230,20 @@ async fn two_concurrent_claimers_never_claim_the_same_notice() {
                     return mine;
                 }
                 let keys: Vec<NoticeKey> = claim.notices.iter().map(|n| n.key.clone()).collect();
-                let message = NewMessage {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    message_id: format!("<{}@t>", uuid::Uuid::new_v4()),
-                    kind: MessageKind::Reminder,
-                    recipient: claim.notices[0].recipient.clone(),
-                    address: "x@example.gov.vn".into(),
-                    channel: Channel::Email,
-                    subject: "s".into(),
-                    payload: "p".into(),
-                    packed: pack("p"),
-                    notice_keys: keys.clone(),
-                    dead: None,
-                };
+                let message = NewMessage::new(
+                    Message {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        message_id: format!("<{}@t>", uuid::Uuid::new_v4()),
+                        kind: MessageKind::Reminder,
+                        recipient: claim.notices[0].recipient.clone(),
+                        address: "x@example.gov.vn".into(),
+                        channel: Channel::Email,
+                        subject: "s".into(),
+                        payload: "p".into(),
+                    },
+                    keys.clone(),
+                    None,
+                );
                 claim.commit(&[message], &[], who, i64::MAX, 1).await.unwrap();
                 mine.extend(keys);
             }
@@ -266,19 +267,20 @@ async fn a_leased_message_is_taken_by_one_claimer_and_only_its_holder_records_th
         let claim = store.claim_notices(10).await.unwrap();
         let keys = vec![claim.notices[0].key.clone()];
         let id = uuid::Uuid::new_v4().to_string();
-        let message = NewMessage {
-            id: id.clone(),
-            message_id: "<m@t>".into(),
-            kind: MessageKind::Reminder,
-            recipient: "lien".into(),
-            address: "lien@example.gov.vn".into(),
-            channel: Channel::Email,
-            subject: "s".into(),
-            payload: "p".into(),
-            packed: pack("p"),
-            notice_keys: keys,
-            dead: None,
-        };
+        let message = NewMessage::new(
+            Message {
+                id: id.clone(),
+                message_id: "<m@t>".into(),
+                kind: MessageKind::Reminder,
+                recipient: "lien".into(),
+                address: "lien@example.gov.vn".into(),
+                channel: Channel::Email,
+                subject: "s".into(),
+                payload: "p".into(),
+            },
+            keys,
+            None,
+        );
         // Leased until wall-clock second 1000: already expired "now" (wall 2000).
         claim.commit(&[message], &[], "crashed", 1000, 10).await.unwrap();
         let other = open(&url).await;
@@ -304,19 +306,20 @@ fn lien_plan(range: std::ops::Range<usize>) -> Vec<Notice> {
 
 /// One message to lien holding every notice of `plan`, recorded by replica `who`.
 fn lien_message(who: &str, plan: &[Notice]) -> NewMessage {
-    NewMessage {
-        id: format!("m-{who}"),
-        message_id: format!("<{who}@t>"),
-        kind: MessageKind::Reminder,
-        recipient: "lien".into(),
-        address: "lien@example.gov.vn".into(),
-        channel: Channel::Email,
-        subject: "s".into(),
-        payload: "p".into(),
-        packed: pack("p"),
-        notice_keys: plan.iter().map(|n| n.key.clone()).collect(),
-        dead: None,
-    }
+    NewMessage::new(
+        Message {
+            id: format!("m-{who}"),
+            message_id: format!("<{who}@t>"),
+            kind: MessageKind::Reminder,
+            recipient: "lien".into(),
+            address: "lien@example.gov.vn".into(),
+            channel: Channel::Email,
+            subject: "s".into(),
+            payload: "p".into(),
+        },
+        plan.iter().map(|n| n.key.clone()).collect(),
+        None,
+    )
 }
 
 #[tokio::test]

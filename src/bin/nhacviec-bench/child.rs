@@ -236,17 +236,12 @@ pub(crate) async fn timed_tick(
 /// again), so the SMTP runs time sending alone.
 pub(crate) async fn smtp_prepare(app: &App, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Result<Measurement> {
     let mut config = (*app.config).clone();
-    config.mail.transport = MailTransport::File;
+    config.settings.mail.transport = MailTransport::File;
     let outlets = outlets_with(app, &config)?;
     let owed = app.owed(now).await?;
     app.store.enqueue(&owed, now.timestamp()).await?;
-    let calendar = app.calendar().await?;
-    let snapshot = app.snapshot(&calendar, now).await?;
-    let stopping = AtomicBool::new(false);
-    let started = Instant::now();
-    let stats =
-        deliverer(app, &outlets, &stopping).deliver(&Arc::new(snapshot), &calendar, now, Vec::new()).await?.stats;
-    m.seconds = started.elapsed().as_secs_f64();
+    let (stats, seconds) = deliver_waiting(app, &outlets, now).await?;
+    m.seconds = seconds;
     m.work = stats.messages_created as u64;
     m.unit = "messages".into();
     m.rate = rate(m.work, m.seconds);
@@ -257,13 +252,8 @@ pub(crate) async fn smtp_prepare(app: &App, now: DateTime<Tz>, mut m: Measuremen
 pub(crate) async fn smtp(app: &App, now: DateTime<Tz>, mut m: Measurement) -> anyhow::Result<Measurement> {
     let queued = requeue_messages(&app.config.database.url).await?;
     let outlets = app.outlets()?;
-    let calendar = app.calendar().await?;
-    let snapshot = app.snapshot(&calendar, now).await?;
-    let stopping = AtomicBool::new(false);
-    let started = Instant::now();
-    let stats =
-        deliverer(app, &outlets, &stopping).deliver(&Arc::new(snapshot), &calendar, now, Vec::new()).await?.stats;
-    m.seconds = started.elapsed().as_secs_f64();
+    let (stats, seconds) = deliver_waiting(app, &outlets, now).await?;
+    m.seconds = seconds;
     m.work = stats.sent as u64;
     m.unit = "emails".into();
     m.rate = rate(m.work, m.seconds);
@@ -281,6 +271,21 @@ pub(crate) async fn smtp(app: &App, now: DateTime<Tz>, mut m: Measurement) -> an
         bail!("only {} of {queued} emails were accepted: {}", stats.sent, m.detail);
     }
     Ok(m)
+}
+
+/// One delivery round over what the outbox holds (no fresh plan), timed from after the
+/// snapshot is read: its statistics and seconds.
+async fn deliver_waiting(
+    app: &App,
+    outlets: &Arc<Outlets>,
+    now: DateTime<Tz>,
+) -> anyhow::Result<(nhacviec::deliver::DeliveryStats, f64)> {
+    let calendar = app.calendar().await?;
+    let snapshot = Arc::new(app.snapshot(&calendar, now).await?);
+    let stopping = AtomicBool::new(false);
+    let started = Instant::now();
+    let stats = deliverer(app, outlets, &stopping).deliver(&snapshot, &calendar, now, Vec::new()).await?.stats;
+    Ok((stats, started.elapsed().as_secs_f64()))
 }
 
 /// Puts every message back in the queue, due at once and unleased, as if never sent; returns
