@@ -113,6 +113,8 @@ pub struct Delivery {
 pub struct Mail {
     pub transport: MailTransport,
     pub from: String,
+    /// Where replies go (`Reply-To`), e.g. the office's mailbox; empty = no replies.
+    pub reply_to: String,
     pub file_dir: String,
     pub templates_dir: String,
     pub message_id_domain: String,
@@ -247,6 +249,8 @@ pub struct Config {
     pub window_start: NaiveTime,
     pub window_end: NaiveTime,
     pub from: lettre::message::Mailbox,
+    /// `mail.reply_to` parsed; `None` when empty.
+    pub reply_to: Option<lettre::message::Mailbox>,
     pub http_listen: Option<std::net::SocketAddr>,
 }
 
@@ -351,6 +355,15 @@ impl Config {
                 ),
             )
         })?;
+        let reply_to = match raw.mail.reply_to.trim() {
+            "" => None,
+            text => Some(text.parse().map_err(|e| {
+                key_error(
+                    "mail.reply_to",
+                    format!("{text:?} is not a mailbox ({e}); e.g. \"Văn phòng <vanphong@example.gov.vn>\""),
+                )
+            })?),
+        };
         if raw.mail.transport == MailTransport::Smtp {
             if raw.mail.smtp.host.trim().is_empty() {
                 return Err(key_error("mail.smtp.host", "is empty"));
@@ -414,6 +427,7 @@ impl Config {
             window_start,
             window_end,
             from,
+            reply_to,
             http_listen,
         })
     }

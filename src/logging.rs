@@ -11,8 +11,11 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 pub fn init(log: &Log) {
+    // RUST_LOG as given; otherwise `log.level` for nhacviec, and warnings only from the
+    // libraries, whose info lines ("Job creator created", "Uninited") mean nothing to an
+    // operator.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(quiet_libraries(&log.level)))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = if log.format == crate::config::LogFormat::Json {
@@ -25,6 +28,17 @@ pub fn init(log: &Log) {
     if let Err(e) = result {
         eprintln!("warning: logging already initialised: {e}");
     }
+}
+
+/// `level` (a level or a full filter) with the libraries held to warnings unless it names them.
+fn quiet_libraries(level: &str) -> String {
+    let mut filter = level.to_string();
+    for library in ["tokio_cron_scheduler", "sqlx", "lettre", "hyper", "reqwest", "h2", "rustls"] {
+        if !level.contains(library) {
+            filter.push_str(&format!(",{library}=warn"));
+        }
+    }
+    filter
 }
 
 /// `<3>scan failed error=…`: the priority prefix journald reads from a service's stderr

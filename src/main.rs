@@ -28,6 +28,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli, config)) {
         Ok(()) => ExitCode::SUCCESS,
+        // `plan | head`: the reader has what it wanted; nothing failed.
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let reason = format!("{e:#}");
             eprintln!("error: {}", reason.trim_end());
@@ -40,4 +42,11 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Whether `error` is stdout's reader having gone away (EPIPE).
+fn closed_pipe(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
 }

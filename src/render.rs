@@ -84,7 +84,7 @@ impl Renderer {
         let subject = self.render("reminder.subject.j2", &view)?;
         view.subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
         Ok(Rendered {
-            text: self.render("reminder.txt.j2", &view)?,
+            text: one_blank_line(&self.render("reminder.txt.j2", &view)?),
             html: self.render("reminder.html.j2", &view)?,
             subject: view.subject,
         })
@@ -101,6 +101,8 @@ impl Renderer {
 /// What one person's reminder is made from.
 pub struct ReminderInput<'a> {
     pub agency: &'a str,
+    /// `mail.reply_to`, if set: where the footer tells the recipient to write.
+    pub reply_to: Option<&'a str>,
     pub today: NaiveDate,
     pub recipient: &'a Person,
     pub notices: &'a [&'a Notice],
@@ -110,8 +112,9 @@ pub struct ReminderInput<'a> {
 
 impl ReminderInput<'_> {
     fn view(&self) -> ReminderView {
-        let items = build_items(self.notices, self.directives, self.snapshot);
+        let items = build_items(self.recipient, self.notices, self.directives, self.snapshot);
         let bounces = bounce_lines(self.notices, self.snapshot);
+        let mix = Mix::of(&items);
         ReminderView {
             agency: self.agency.to_string(),
             date: vn_date(self.today),
@@ -119,6 +122,10 @@ impl ReminderInput<'_> {
             summary: summary(&items, bounces.len()),
             subject: String::new(),
             detailed: DETAILED_ITEMS,
+            others: !items.is_empty() && mix.own == 0,
+            scope: mix.scope(),
+            closing: mix.closing(),
+            reply_note: reply_note(self.reply_to),
             items,
             bounces,
         }
@@ -134,6 +141,14 @@ struct ReminderView {
     subject: String,
     /// How many items (the most urgent) are shown in full; the rest one line each.
     detailed: usize,
+    /// Every item is someone else's work: the subject says so ("Đôn đốc").
+    others: bool,
+    /// What the items are to the recipient: "đồng chí được giao", "đồng chí chỉ đạo, đôn đốc" …
+    scope: &'static str,
+    /// The closing request, fitted to the mix of items.
+    closing: String,
+    /// The footer's sentence on replies (see [`reply_note`]).
+    reply_note: String,
     items: Vec<ItemView>,
     /// "Đồng chí X: thư gửi tới x@… bị trả lại (lý do)" — for a unit head.
     bounces: Vec<String>,
@@ -150,8 +165,18 @@ struct RecipientView {
 struct ItemView {
     code: String,
     title: String,
+    /// What a subject may show: the title, or for a confidential directive only its code.
+    subject_title: String,
     unit: String,
     assignee: Option<String>,
+    /// Beside the assignee's name where they no longer receive notices.
+    assignee_note: Option<&'static str>,
+    /// `own`, `oversee` (escalations, a head's or leader's copy), `redirected` (from an
+    /// inactive or unknown assignee) or `unassigned`.
+    relation: Relation,
+    /// What is asked of the recipient about someone else's item, and why it came to them;
+    /// `None` for their own.
+    ask: Option<String>,
     due: Option<String>,
     source: String,
     reasons: Vec<String>,
@@ -212,7 +237,12 @@ impl Category {
     }
 }
 
-fn build_items(notices: &[&Notice], directives: &HashMap<&str, &Directive>, snapshot: &Snapshot) -> Vec<ItemView> {
+fn build_items(
+    recipient: &Person,
+    notices: &[&Notice],
+    directives: &HashMap<&str, &Directive>,
+    snapshot: &Snapshot,
+) -> Vec<ItemView> {
     let mut by_directive: BTreeMap<&str, Vec<&Notice>> = BTreeMap::new();
     for n in notices {
         if let Some(code) = n.directive.as_deref() {
@@ -230,14 +260,26 @@ fn build_items(notices: &[&Notice], directives: &HashMap<&str, &Directive>, snap
                 notices.iter().map(|n| (Category::of(n.kind), reason(n, directive))).collect();
             reasons.sort();
             reasons.dedup();
+            let unit = snapshot.units.get(&directive.unit).map_or_else(|| directive.unit.clone(), |u| u.name.clone());
+            let assignee = directive
+                .assignee
+                .as_ref()
+                .map(|a| snapshot.people.get(a).map_or_else(|| a.clone(), |p| p.name.clone()));
+            let relation = Relation::of(recipient, directive, &notices, snapshot);
+            let ask = relation.ask(&notices, assignee.as_deref(), &unit);
             Some(ItemView {
                 code: directive.code.clone(),
                 title: directive.title.clone(),
-                unit: snapshot.units.get(&directive.unit).map_or_else(|| directive.unit.clone(), |u| u.name.clone()),
-                assignee: directive
-                    .assignee
-                    .as_ref()
-                    .map(|a| snapshot.people.get(a).map_or_else(|| a.clone(), |p| p.name.clone())),
+                subject_title: if directive.confidential {
+                    format!("Nhiệm vụ {} (mật)", directive.code)
+                } else {
+                    truncate(&directive.title, 80)
+                },
+                assignee_note: (relation == Relation::Redirected).then_some("không còn nhận thông báo"),
+                relation,
+                ask,
+                unit,
+                assignee,
                 due: due_date.map(vn_date),
                 source: directive.source.clone(),
                 headline: headline(category, days_overdue, notices.first().map(|n| &n.stage)),
@@ -261,6 +303,132 @@ fn build_items(notices: &[&Notice], directives: &HashMap<&str, &Directive>, snap
         (a.category, -a.days_overdue, a.due_date, &a.code).cmp(&(b.category, -b.days_overdue, b.due_date, &b.code))
     });
     items
+}
+
+/// Whose work an item is, seen from the recipient: it decides what the message asks of them.
+/// A deputy chief is asked to chỉ đạo, đôn đốc others' work, never to do it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Relation {
+    /// The recipient is the assignee.
+    Own,
+    /// The recipient watches over it: an escalation, or a head's or leader's copy.
+    Oversee,
+    /// The assignee no longer receives notices (inactive, or not in the directory): it came
+    /// to the recipient, who is asked to assign it again.
+    Redirected,
+    /// Nobody is assigned: it came to the unit head, who is asked to assign it.
+    Unassigned,
+}
+
+impl Relation {
+    fn of(recipient: &Person, directive: &Directive, notices: &[&Notice], snapshot: &Snapshot) -> Relation {
+        let Some(assignee) = directive.assignee.as_deref() else {
+            let assigning = notices.iter().any(|n| matches!(n.ladder, Ladder::Assignee | Ladder::MissingAssignee));
+            return if assigning { Relation::Unassigned } else { Relation::Oversee };
+        };
+        if assignee == recipient.code {
+            return Relation::Own;
+        }
+        let stands_in = notices.iter().any(|n| n.ladder == Ladder::Assignee || n.ladder == Ladder::Closed);
+        let gone = snapshot.people.get(assignee).is_none_or(|p| !p.active);
+        if gone && stands_in {
+            Relation::Redirected
+        } else {
+            Relation::Oversee
+        }
+    }
+
+    /// What is asked of the recipient about this item (and, when it was redirected, why it
+    /// came to them); `None` for their own work.
+    fn ask(self, notices: &[&Notice], assignee: Option<&str>, unit: &str) -> Option<String> {
+        let closed = notices.iter().any(|n| n.kind == NoticeKind::ClosedIncomplete);
+        let whom = assignee.map_or_else(|| unit.to_string(), |a| format!("đồng chí {a} ({unit})"));
+        match self {
+            Relation::Own => None,
+            Relation::Redirected => Some(format!(
+                "Thông báo này được chuyển tới đồng chí vì người thụ lý, đồng chí {}, không còn nhận thông báo \
+                 của hệ thống (đã nghỉ hoặc chuyển công tác). Đề nghị đồng chí phân công lại người thụ lý \
+                 và cập nhật trên hệ thống quản lý văn bản.",
+                assignee.unwrap_or("?")
+            )),
+            Relation::Unassigned if notices.iter().any(|n| n.ladder == Ladder::MissingAssignee) => None,
+            Relation::Unassigned => Some(
+                "Thông báo này được gửi tới đồng chí vì nhiệm vụ chưa có người thụ lý. Đề nghị đồng chí phân công \
+                 người thụ lý."
+                    .into(),
+            ),
+            Relation::Oversee if closed => Some(format!(
+                "Đề nghị đồng chí chỉ đạo làm rõ việc kết thúc khi chưa có kết quả và đôn đốc {whom} xử lý dứt điểm."
+            )),
+            Relation::Oversee if notices.iter().any(|n| n.ladder == Ladder::MissingDueDate) => None,
+            Relation::Oversee => {
+                let head_only = notices.iter().all(|n| n.ladder == Ladder::EscalateHead);
+                let verb = if head_only { "đôn đốc" } else { "chỉ đạo, đôn đốc" };
+                Some(format!("Đề nghị đồng chí {verb} {whom} khẩn trương hoàn thành, báo cáo kết quả."))
+            }
+        }
+    }
+}
+
+/// How many of a message's items are the recipient's own, and how many others'.
+struct Mix {
+    own: usize,
+    oversee: usize,
+    assign: usize,
+}
+
+impl Mix {
+    fn of(items: &[ItemView]) -> Mix {
+        let count = |f: fn(Relation) -> bool| items.iter().filter(|i| f(i.relation)).count();
+        Mix {
+            own: count(|r| r == Relation::Own),
+            oversee: count(|r| r == Relation::Oversee),
+            assign: count(|r| matches!(r, Relation::Redirected | Relation::Unassigned)),
+        }
+    }
+
+    /// What the items are to the recipient, as the opening sentence says it.
+    fn scope(&self) -> &'static str {
+        match (self.own > 0, self.oversee + self.assign > 0) {
+            (true, false) => "đồng chí được giao",
+            (false, true) => "đồng chí chỉ đạo, đôn đốc",
+            _ => "đồng chí được giao hoặc theo dõi",
+        }
+    }
+
+    /// The closing request for this mix of items: what the recipient is to do with their own
+    /// items, with those to assign, and with those they oversee.
+    fn closing(&self) -> String {
+        let others = self.oversee + self.assign > 0;
+        let mut asks = Vec::new();
+        if self.own > 0 {
+            asks.push(if others {
+                "khẩn trương thực hiện các nhiệm vụ được giao"
+            } else {
+                "khẩn trương thực hiện"
+            });
+        }
+        if self.assign > 0 {
+            asks.push("phân công người thụ lý cho các nhiệm vụ nêu trên chưa có người thụ lý");
+        }
+        if self.oversee > 0 {
+            asks.push(if self.own + self.assign > 0 {
+                "chỉ đạo, đôn đốc các đơn vị, công chức liên quan hoàn thành các nhiệm vụ còn lại"
+            } else {
+                "chỉ đạo, đôn đốc các đơn vị, công chức liên quan khẩn trương hoàn thành các nhiệm vụ nêu trên"
+            });
+        }
+        let update = if self.own > 0 && !others {
+            "cập nhật tiến độ và kết quả"
+        } else {
+            "cập nhật kết quả"
+        };
+        match asks.is_empty() {
+            true => format!("Đề nghị đồng chí kiểm tra, {update} trên hệ thống quản lý văn bản."),
+            false => format!("Đề nghị đồng chí {}; {update} trên hệ thống quản lý văn bản.", asks.join("; ")),
+        }
+    }
 }
 
 fn headline(category: Category, days_overdue: i64, stage: Option<&Stage>) -> String {
@@ -334,6 +502,33 @@ fn bounce_lines(notices: &[&Notice], snapshot: &Snapshot) -> Vec<String> {
             ))
         })
         .collect()
+}
+
+/// Plain text with at most one blank line between blocks, whatever the template leaves.
+pub fn one_blank_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim().is_empty() {
+            blank += 1;
+            if blank > 1 {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// The footer's sentence on replies: where to write when `mail.reply_to` is set (it is the
+/// message's `Reply-To`), else not to reply.
+pub fn reply_note(reply_to: Option<&str>) -> String {
+    match reply_to {
+        Some(address) => format!("Thư gửi tự động; cần trao đổi, xin gửi thư tới {address}."),
+        None => "Thư gửi tự động, xin không trả lời thư này.".into(),
+    }
 }
 
 /// dd/mm/yyyy, as Vietnamese official documents write dates.
@@ -415,6 +610,7 @@ mod tests {
         let recipient = person("pct", Role::Leader);
         let input = ReminderInput {
             agency: "Thanh tra tỉnh",
+            reply_to: None,
             today: NaiveDate::from_ymd_opt(2025, 9, 16).unwrap(),
             recipient: &recipient,
             notices: &refs,

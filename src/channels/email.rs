@@ -7,15 +7,16 @@ use super::{Built, Channel, DeliveryError, Envelope, Stored};
 use crate::config::{Config, ConfigError, MailTransport, TlsMode};
 use crate::domain;
 use crate::render::{ReminderInput, Rendered, Renderer};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
+use chrono_tz::Tz;
 use futures_util::future::BoxFuture;
-use lettre::message::header::{ContentType, Date, MessageId};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue, MessageId};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::{Address, Message};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// The pieces of one email before it becomes bytes.
 pub struct Draft<'a> {
@@ -26,7 +27,12 @@ pub struct Draft<'a> {
     pub text: String,
     pub html: String,
     pub message_id: &'a str,
-    pub date: DateTime<Utc>,
+    /// When it was built, in the agency's time zone: the `Date` header keeps its offset.
+    pub date: DateTime<Tz>,
+    /// `Reply-To`, when `mail.reply_to` is set.
+    pub reply_to: Option<&'a Mailbox>,
+    /// `List-Id` (RFC 2919): `nhacviec.<domain>`, so mail filters can sort the service's mail.
+    pub list_id: &'a str,
 }
 
 /// Builds the RFC 5322 bytes (ASCII: lettre encodes Vietnamese headers per RFC 2047 and
@@ -72,19 +78,34 @@ fn compose_checked(draft: Draft<'_>) -> Result<String, BuildError> {
     let address: Address =
         draft.to_address.parse().map_err(|e| BuildError(format!("invalid address {:?}: {e}", draft.to_address)))?;
     let to = Mailbox::new(Some(header_text(draft.to_name)), address);
-    let message = Message::builder()
+    let mut builder = Message::builder()
         .from(draft.from.clone())
         .to(to)
         .subject(header_text(draft.subject))
-        .header(MessageId::from(draft.message_id.to_string()))
-        .header(Date::new(SystemTime::from(draft.date)))
+        .header(MessageId::from(draft.message_id.to_string()));
+    if let Some(reply_to) = draft.reply_to {
+        builder = builder.reply_to(reply_to.clone());
+    }
+    let mut message = builder
         .multipart(
             MultiPart::alternative()
                 .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(crlf(draft.text)))
                 .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(crlf(draft.html))),
         )
         .map_err(|e| BuildError(format!("cannot build message: {e}")))?;
+    let headers = message.headers_mut();
+    // lettre writes `Date` in UTC; the agency's readers see their own offset (+0700).
+    headers.insert_raw(raw_header("Date", draft.date.to_rfc2822()));
+    // RFC 3834: no out-of-office or other automatic reply to an automatic message.
+    headers.insert_raw(raw_header("Auto-Submitted", "auto-generated".into()));
+    headers.insert_raw(raw_header("X-Auto-Response-Suppress", "All".into()));
+    headers.insert_raw(raw_header("List-Id", format!("Nhac viec <{}>", draft.list_id)));
     String::from_utf8(message.formatted()).map_err(|e| BuildError(format!("message is not ASCII/UTF-8: {e}")))
+}
+
+/// A header whose value is ASCII already (a date, a token, a list id).
+fn raw_header(name: &'static str, value: String) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
 }
 
 /// The body with CRLF line ends, as lettre would make it — but in one linear pass. lettre
@@ -120,6 +141,8 @@ enum Transport {
 /// Sends stored email messages.
 pub struct EmailChannel {
     from: Mailbox,
+    reply_to: Option<Mailbox>,
+    list_id: String,
     transport: Transport,
     timeout: Duration,
 }
@@ -138,7 +161,12 @@ impl EmailChannel {
             }
             MailTransport::Smtp => Transport::Pooled(Box::new(SmtpPool::from_config(config)?)),
         };
-        Ok(EmailChannel { from: config.from.clone(), transport, timeout })
+        let domain = match config.mail.message_id_domain.trim() {
+            "" => config.from.email.domain().to_string(),
+            configured => configured.to_string(),
+        };
+        let list_id = format!("nhacviec.{domain}");
+        Ok(EmailChannel { from: config.from.clone(), reply_to: config.reply_to.clone(), list_id, transport, timeout })
     }
 
     pub fn from_mailbox(&self) -> &Mailbox {
@@ -277,18 +305,36 @@ pub fn resolve_credential(name: &str) -> PathBuf {
 impl EmailChannel {
     /// The MIME message of one rendering, to `to`.
     fn build(&self, rendered: Rendered, to: &Envelope<'_>) -> Result<Built, String> {
-        let raw = compose(Draft {
+        let subject = header_text(&rendered.subject);
+        let raw = self
+            .compose_to(&to.person.name, &to.person.email, rendered, to.message_id, to.now)
+            .map_err(|e| format!("cannot be built: {e}"))?;
+        Ok(Built { subject, payload: raw })
+    }
+
+    /// The MIME bytes of `rendered` from this channel's sender to `name <address>`, with
+    /// every header the service sets (Reply-To, List-Id, Auto-Submitted, Date in `date`'s
+    /// offset).
+    pub fn compose_to(
+        &self,
+        name: &str,
+        address: &str,
+        rendered: Rendered,
+        message_id: &str,
+        date: DateTime<Tz>,
+    ) -> Result<String, BuildError> {
+        compose(Draft {
             from: &self.from,
-            to_name: &to.person.name,
-            to_address: &to.person.email,
+            to_name: name,
+            to_address: address,
             subject: &rendered.subject,
             text: rendered.text,
             html: rendered.html,
-            message_id: to.message_id,
-            date: to.now.to_utc(),
+            message_id,
+            date,
+            reply_to: self.reply_to.as_ref(),
+            list_id: &self.list_id,
         })
-        .map_err(|e| format!("cannot be built: {e}"))?;
-        Ok(Built { subject: header_text(&rendered.subject), payload: raw })
     }
 }
 
@@ -324,7 +370,11 @@ mod tests {
             text: "t".into(),
             html: "h".into(),
             message_id: "<1@b.vn>",
-            date: chrono::DateTime::from_timestamp(1_662_339_600, 0).unwrap(),
+            date: chrono::DateTime::from_timestamp(1_662_339_600, 0)
+                .unwrap()
+                .with_timezone(&chrono_tz::Asia::Ho_Chi_Minh),
+            reply_to: None,
+            list_id: "nhacviec.b.vn",
         }
     }
 

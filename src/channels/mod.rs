@@ -7,7 +7,7 @@
 
 pub mod email;
 mod http_status;
-mod outlets;
+pub mod outlets;
 mod smtp_pool;
 pub mod telegram;
 pub mod webhook;

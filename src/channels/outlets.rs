@@ -44,7 +44,8 @@ impl Outlets {
         }
         Ok(Outlets {
             renderer: Renderer::new(dir).map_err(templates)?,
-            digests: DigestRenderer::new(dir, &config.agency.name).map_err(templates)?,
+            digests: DigestRenderer::new(dir, &config.agency.name, reply_address(config).as_deref())
+                .map_err(templates)?,
             channels,
             message_id_domain,
         })
@@ -86,4 +87,9 @@ fn webhook_channel(config: &Config) -> Result<Option<WebhookChannel>, ConfigErro
     let channel = WebhookChannel::new(&w.url, secret.as_bytes(), Duration::from_secs(w.timeout_seconds))
         .map_err(|e| ConfigError::key("webhook.url", e))?;
     Ok(Some(channel))
+}
+
+/// `mail.reply_to`'s address, as footers name it.
+pub fn reply_address(config: &Config) -> Option<String> {
+    config.reply_to.as_ref().map(|m| m.email.to_string())
 }

@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Datelike};
 use chrono_tz::Tz;
 use clap::{Parser, Subcommand};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -131,6 +131,19 @@ fn instant(config: &Config, at: Option<&str>) -> anyhow::Result<DateTime<Tz>> {
     }
 }
 
+/// On stderr, for `plan`, `tick` and `status`: a database without directives owes nothing,
+/// which is seldom what the operator meant.
+async fn warn_if_empty(app: &App) -> anyhow::Result<()> {
+    if !app.store.has_directives().await? {
+        eprintln!(
+            "warning: the database {} holds no directives yet: nothing is owed. Import them first, e.g. \
+             nhacviec import examples/sample-agency.json examples/sample-directives.csv",
+            crate::config::redact_url(&app.config.database.url)
+        );
+    }
+    Ok(())
+}
+
 fn check_config(config: &Config) -> anyhow::Result<()> {
     let checked = crate::daemon::preflight::preflight(config, Clock::system().now())?;
     for warning in &checked.warnings {
@@ -180,6 +193,7 @@ async fn import(config: Arc<Config>, files: &[PathBuf]) -> anyhow::Result<()> {
 async fn plan(config: Arc<Config>, at: Option<&str>, json: bool) -> anyhow::Result<()> {
     let now = instant(&config, at)?;
     let app = App::open(config).await?;
+    warn_if_empty(&app).await?;
     let notices = app.unrecorded(now).await?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -208,21 +222,55 @@ fn write_plan(out: &mut impl Write, snapshot: &Snapshot, notices: &[Notice], now
         notices.len(),
         by_recipient.len()
     )?;
+    // Columns as wide as their widest cell over the whole plan, so every block lines up.
+    let rows: Vec<[String; 3]> = notices
+        .iter()
+        .map(|n| [kind_label(n).to_string(), stage_label(&n.stage), n.directive.clone().unwrap_or_default()])
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let widths = [width(0), width(1), width(2)];
+    let pad = |text: &str, width: usize| format!("{text}{}", " ".repeat(width.saturating_sub(text.chars().count())));
+    let row_of: HashMap<&str, &[String; 3]> = notices.iter().map(|n| n.key.as_str()).zip(rows.iter()).collect();
+    if !notices.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "  {}  {}  {}  Trích yếu",
+            pad("Loại thông báo", widths[0]),
+            pad("Mốc", widths[1]),
+            pad("Mã nhiệm vụ", widths[2])
+        )?;
+    }
     for (recipient, list) in by_recipient {
         let person = snapshot.people.get(recipient);
         writeln!(out)?;
         writeln!(out, "{} ({}, {})", person.map_or(recipient, |p| p.name.as_str()), recipient, list[0].address)?;
         for n in list {
-            let directive = n.directive.as_deref().unwrap_or("-");
             let title = n
                 .directive
                 .as_deref()
                 .and_then(|c| snapshot.directives.iter().find(|d| d.code == c))
-                .map_or("", |d| d.title.as_str());
-            writeln!(out, "  {:<26} {:<6} {:<16} {}", kind_label(n), n.stage, directive, title)?;
+                .map_or("", |d| if d.confidential { "(mật)" } else { d.title.as_str() });
+            let Some(row) = row_of.get(n.key.as_str()) else { continue };
+            let cells: Vec<String> = row.iter().zip(widths).map(|(cell, w)| pad(cell, w)).collect();
+            writeln!(out, "{}", format!("  {}  {}", cells.join("  "), title).trim_end())?;
         }
     }
     Ok(())
+}
+
+/// A stage as an administrator reads it: T-3, T0, T+5 (working days from the due date), or in
+/// words.
+fn stage_label(stage: &Stage) -> String {
+    match stage {
+        Stage::Day(_) => stage.to_string(),
+        Stage::Closed => "đã kết thúc".into(),
+        Stage::Missing(crate::domain::MissingField::Assignee) => "thiếu người thụ lý".into(),
+        Stage::Missing(crate::domain::MissingField::DueOn) => "thiếu hạn xử lý".into(),
+        Stage::Week { year, week } => format!("tuần {week}/{year}"),
+        Stage::Month { year, month } => format!("tháng {month}/{year}"),
+        Stage::Bounce(_) => "địa chỉ bị trả lại".into(),
+    }
 }
 
 fn kind_label(n: &Notice) -> &'static str {
@@ -246,6 +294,7 @@ fn kind_label(n: &Notice) -> &'static str {
 async fn tick(config: Arc<Config>, at: Option<&str>) -> anyhow::Result<()> {
     let now = instant(&config, at)?;
     let app = App::open(config).await?;
+    warn_if_empty(&app).await?;
     let outlets = app.outlets()?;
     let stopping = AtomicBool::new(false);
     let report = match app.tick(now, &outlets, &stopping).await {
@@ -325,7 +374,11 @@ async fn preview(
         policy: &app.config.policy,
         today,
     };
-    let digests = DigestRenderer::new(app.templates_dir(), &app.config.agency.name)?;
+    let digests = DigestRenderer::new(
+        app.templates_dir(),
+        &app.config.agency.name,
+        crate::channels::outlets::reply_address(&app.config).as_deref(),
+    )?;
     let rendered = render_report(&digests, &input, person, &audience, &stage)?;
     if let Some(path) = html {
         std::fs::write(&path, &rendered.html).with_context(|| format!("cannot write {}", path.display()))?;
@@ -340,6 +393,7 @@ async fn preview(
 
 async fn status(config: Arc<Config>, json: bool) -> anyhow::Result<()> {
     let app = App::open(config).await?;
+    warn_if_empty(&app).await?;
     let report = app.store.status_report(100).await?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -412,16 +466,8 @@ async fn send_test(config: Arc<Config>, to: &str) -> anyhow::Result<()> {
         "<!DOCTYPE html><html lang=\"vi\"><body><p>Kính gửi: Quản trị hệ thống</p><p>Đây là thư thử nghiệm của hệ thống nhắc việc {}, gửi lúc {local} (UTC+7).</p><p>Trân trọng./.</p></body></html>",
         config.agency.name
     );
-    let raw = crate::channels::email::compose(crate::channels::email::Draft {
-        from: &config.from,
-        to_name: "Quản trị hệ thống",
-        to_address: to,
-        subject: "[Nhắc việc] Thư thử nghiệm",
-        text,
-        html,
-        message_id: &message_id,
-        date: now,
-    })?;
+    let rendered = crate::render::Rendered { subject: "[Nhắc việc] Thư thử nghiệm".into(), text, html };
+    let raw = email.compose_to("Quản trị hệ thống", to, rendered, &message_id, now.with_timezone(&config.timezone))?;
     if let Err(e) = email.send(&message_id, to, &raw).await {
         bail!("test email to {to} failed: {e}");
     }

@@ -51,6 +51,8 @@ impl Builder {
             groups.entry((notice.recipient.clone(), notice.channel, slot)).or_default().push(notice);
         }
         let agency = &self.config.agency.name;
+        let reply_to_address = crate::channels::outlets::reply_address(&self.config);
+        let reply_to = reply_to_address.as_deref();
         let renderer = &self.outlets.renderer;
         let today = now.date_naive();
         let groups: Vec<Group> = groups.into_iter().collect();
@@ -58,7 +60,8 @@ impl Builder {
             let Some(person) = snapshot.people.get(recipient) else {
                 return Err(group.iter().map(|n| Superseded::of(n, "recipient no longer active")).collect::<Vec<_>>());
             };
-            let input = ReminderInput { agency, today, recipient: person, notices: group, directives, snapshot };
+            let input =
+                ReminderInput { agency, reply_to, today, recipient: person, notices: group, directives, snapshot };
             Ok(self.build(MessageKind::Reminder, person, *channel, group, now, |outlet, to| {
                 outlet.reminder(renderer, &input, to)
             }))

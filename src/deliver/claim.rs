@@ -6,11 +6,11 @@
 
 use super::{Deliverer, DeliveryStats, Phases};
 use crate::calendar::Calendar;
-use crate::domain::{Directive, MessageKind, Notice, Status, Superseded};
+use crate::domain::{Directive, Ladder, MessageKind, Notice, NoticeKind, Status, Superseded};
 use crate::plan::{plan_bounces, plan_directive, Snapshot};
-use crate::report::{audience_of, render_report, report_still_owed, report_window, ReportInput};
+use crate::report::{audience_of, deferred_to_digest, render_report, report_still_owed, report_window, ReportInput};
 use crate::store::{ClaimedMessage, NewMessage, StoreError};
-use chrono::DateTime;
+use chrono::{DateTime, NaiveDate};
 use chrono_tz::Tz;
 use std::collections::{HashMap, HashSet};
 
@@ -69,18 +69,21 @@ impl Deliverer<'_> {
         let directives: HashMap<String, Directive> =
             self.store.directives_by_code(&codes).await?.into_iter().map(|d| (d.code.clone(), d)).collect();
         let today = now.date_naive();
-        let mut owed: HashMap<&str, Vec<Notice>> = HashMap::new();
+        let policy = &self.config.policy;
+        let mut owed: HashMap<&str, (Vec<Notice>, Option<NaiveDate>)> = HashMap::new();
         for (code, directive) in &directives {
             let mut out = Vec::new();
-            plan_directive(snapshot, &self.config.policy, calendar, today, directive, &mut out);
-            owed.insert(code.as_str(), out);
+            plan_directive(snapshot, policy, calendar, today, directive, &mut out);
+            let due = policy.due_date(directive.kind, directive.due_on, directive.assigned_on, calendar);
+            owed.insert(code.as_str(), (out, due.map(|due| calendar.effective_due(due, policy.roll_forward))));
         }
         let bounces: HashSet<String> =
             plan_bounces(snapshot).iter().map(|n| n.key.without_channel().to_string()).collect();
         let mut kept = Vec::with_capacity(notices.len());
         for notice in notices {
             let verdict = match notice.directive.as_deref() {
-                Some(code) => still_owed(notice, directives.get(code), owed.get(code)),
+                Some(code) => still_owed(notice, directives.get(code), owed.get(code), snapshot)
+                    .and_then(|()| self.not_in_todays_digest(snapshot, now, notice, directives.get(code))),
                 None if bounces.contains(notice.key.without_channel()) => Ok(()),
                 None => Err("the address was corrected or the person left".into()),
             };
@@ -134,6 +137,23 @@ impl Deliverer<'_> {
     }
 }
 
+impl Deliverer<'_> {
+    /// `Err` with the reason when `notice` is left to today's weekly digest of its recipient.
+    fn not_in_todays_digest(
+        &self,
+        snapshot: &Snapshot,
+        now: DateTime<Tz>,
+        notice: &Notice,
+        directive: Option<&Directive>,
+    ) -> Result<(), String> {
+        let schedule = &self.config.report_schedule;
+        match directive.and_then(|d| deferred_to_digest(snapshot, schedule, now, notice, &d.unit)) {
+            Some(week) => Err(format!("listed in the weekly digest {week}")),
+            None => Ok(()),
+        }
+    }
+}
+
 /// What a claimed batch is re-checked against: the round's snapshot, calendar and instant.
 #[derive(Clone, Copy)]
 struct Round<'a> {
@@ -150,22 +170,58 @@ struct Rechecked {
 }
 
 /// A queued notice is still owed when re-planning its directive now yields its very key;
-/// otherwise it is stale, and the reason says why.
-fn still_owed(notice: &Notice, directive: Option<&Directive>, owed: Option<&Vec<Notice>>) -> Result<(), String> {
+/// otherwise it is stale, and the reason names what changed.
+fn still_owed(
+    notice: &Notice,
+    directive: Option<&Directive>,
+    owed: Option<&(Vec<Notice>, Option<NaiveDate>)>,
+    snapshot: &Snapshot,
+) -> Result<(), String> {
     let Some(directive) = directive else {
         return Err("directive no longer exists".into());
     };
     // Compared without the channel: a copy sent on chat after an email bounce is owed as
     // long as the email notice would be.
-    if owed.is_some_and(|o| o.iter().any(|n| n.key.without_channel() == notice.key.without_channel())) {
+    let (owed, effective_due) = owed.map_or((&[][..], None), |(o, due)| (o.as_slice(), *due));
+    if owed.iter().any(|n| n.key.without_channel() == notice.key.without_channel()) {
         return Ok(());
     }
-    Err(match directive.status {
-        Status::Completed => "directive completed".into(),
-        Status::Cancelled => "directive cancelled".into(),
-        _ if notice.effective_due.is_some() && notice.effective_due != directive.due_on => {
-            "no longer owed: due date changed or a later stage was reached".into()
+    Err(stale_reason(notice, directive, effective_due, owed, snapshot))
+}
+
+/// What changed since `notice` was planned, as the outbox records it.
+fn stale_reason(
+    notice: &Notice,
+    directive: &Directive,
+    effective_due: Option<NaiveDate>,
+    owed: &[Notice],
+    snapshot: &Snapshot,
+) -> String {
+    match directive.status {
+        Status::Completed => return "directive completed".into(),
+        Status::Cancelled => return "directive cancelled".into(),
+        Status::Closed if notice.kind != NoticeKind::ClosedIncomplete => return "directive closed".into(),
+        _ => {}
+    }
+    if snapshot.people.get(&notice.recipient).is_none_or(|p| !p.active) {
+        return "recipient inactive".into();
+    }
+    let same_ladder = |n: &&Notice| n.ladder == notice.ladder && n.recipient == notice.recipient;
+    let date = |d: Option<NaiveDate>| d.map_or_else(|| "none".to_string(), |d| d.to_string());
+    match owed.iter().find(same_ladder) {
+        Some(later) if later.effective_due == notice.effective_due => {
+            return format!("a later stage was reached: {} → {}", notice.stage, later.stage);
         }
-        _ => "no longer owed: reassigned or state changed".into(),
-    })
+        Some(later) => {
+            return format!("re-dated: due {} → {}", date(notice.effective_due), date(later.effective_due));
+        }
+        None => {}
+    }
+    if notice.effective_due.is_some() && notice.effective_due != effective_due {
+        return format!("re-dated: due {} → {}", date(notice.effective_due), date(effective_due));
+    }
+    if owed.iter().any(|n| n.ladder == notice.ladder) || notice.ladder == Ladder::Assignee {
+        return "reassigned: someone else receives it now".into();
+    }
+    "no longer owed".into()
 }

@@ -34,7 +34,7 @@ pub(super) struct DirectiveIndex {
 }
 
 impl DirectiveIndex {
-    fn of(snapshot: &Snapshot) -> DirectiveIndex {
+    pub(super) fn of(snapshot: &Snapshot) -> DirectiveIndex {
         let directives = &snapshot.directives;
         if directives.windows(2).all(|w| w[0].code <= w[1].code) {
             return DirectiveIndex { order: None };
@@ -44,7 +44,7 @@ impl DirectiveIndex {
         DirectiveIndex { order: Some(order) }
     }
 
-    fn find<'s>(&self, snapshot: &'s Snapshot, code: &str) -> Option<&'s Directive> {
+    pub(super) fn find<'s>(&self, snapshot: &'s Snapshot, code: &str) -> Option<&'s Directive> {
         let directives = &snapshot.directives;
         let position = match &self.order {
             None => directives.binary_search_by(|d| d.code.as_str().cmp(code)).ok()?,

@@ -8,14 +8,38 @@
 //! the plan no longer owes (the claim supersedes those, and one message per person and channel
 //! per round holds), and a batch a replica recorded or claimed first.
 
+use super::pipeline::DirectiveIndex;
 use super::pipeline::Prepared;
 use super::{Deliverer, Phases, RoundDelivery};
 use crate::domain::{Channel, MessageKind, Notice};
 use crate::plan::Snapshot;
+use crate::report::{deferred_to_digest, is_digest_day, may_defer_to_digest};
 use crate::store::{claim_order, ClaimedMessage, NoticeRow, StoreError};
 use chrono::DateTime;
 use chrono_tz::Tz;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+impl Deliverer<'_> {
+    /// The positions in `owed` of the notices today's weekly digests list for their readers
+    /// (see [`deferred_to_digest`]); none on other days.
+    fn in_todays_digest(&self, snapshot: &Snapshot, now: DateTime<Tz>, owed: &[Notice]) -> HashSet<usize> {
+        let schedule = &self.config.report_schedule;
+        let digest_day = is_digest_day(schedule, now);
+        let candidates: Vec<usize> = (0..owed.len()).filter(|i| may_defer_to_digest(&owed[*i], digest_day)).collect();
+        if candidates.is_empty() {
+            return HashSet::new();
+        }
+        let index = DirectiveIndex::of(snapshot);
+        candidates
+            .into_iter()
+            .filter(|i| {
+                let notice = &owed[*i];
+                let directive = notice.directive.as_deref().and_then(|code| index.find(snapshot, code));
+                directive.is_some_and(|d| deferred_to_digest(snapshot, schedule, now, notice, &d.unit).is_some())
+            })
+            .collect()
+    }
+}
 
 /// A notice of this tick's plan on its way into a message: its place in the plan (the
 /// notices themselves stay where the planner put them, shared, never copied).
@@ -51,8 +75,12 @@ impl Deliverer<'_> {
         }
         let mut direct = Vec::new();
         let mut later = Vec::new();
+        // On the weekly digest's day, what the digest lists is not sent to its reader as well:
+        // those notices wait for the claim, which supersedes them.
+        let in_digest = self.in_todays_digest(snapshot, now, owed);
         for (index, (n, state)) in owed.iter().zip(states).enumerate() {
             let goes_direct = n.kind.message_kind() == MessageKind::Reminder
+                && !in_digest.contains(&index)
                 && snapshot.people.get(&n.recipient).is_some_and(|p| p.active)
                 && unowed_pending.get(&route(n)).is_none_or(|left| *left <= 0);
             match state {

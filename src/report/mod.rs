@@ -89,6 +89,52 @@ pub fn plan_reports(
     out
 }
 
+/// Whether `now` falls on the day this week's digest becomes owed (Monday by default).
+pub fn is_digest_day(schedule: &ReportSchedule, now: DateTime<Tz>) -> bool {
+    let Some(cron) = &schedule.weekly else { return false };
+    let today = now.date_naive();
+    let Some(midnight) = today.and_hms_opt(0, 0, 0).and_then(|t| t.and_local_timezone(now.timezone()).earliest())
+    else {
+        return false;
+    };
+    cron.find_next_occurrence(&midnight, true).is_ok_and(|at| at.date_naive() == today)
+}
+
+/// Whether `notice` may be left to the weekly digest on the digest's day: an escalation to a
+/// block leader or the chief, or a closed-without-result alarm (to whoever; only a digest's
+/// recipient is then left to it). [`deferred_to_digest`] says for certain.
+pub fn may_defer_to_digest(notice: &Notice, digest_day: bool) -> bool {
+    digest_day
+        && match notice.ladder {
+            Ladder::EscalateLeader | Ladder::EscalateChief => notice.kind == NoticeKind::Escalation,
+            // The digest lists what was closed without a result in its week, too.
+            Ladder::Closed => notice.kind == NoticeKind::ClosedIncomplete,
+            _ => false,
+        }
+}
+
+/// The week of the digest that lists `notice`'s directive (of `unit`), when the notice is
+/// left to it: on the day a leader's or the chief's weekly digest becomes owed, their
+/// escalations and closed-without-result alarms about directives of units the digest covers
+/// are not sent as well — the
+/// digest lists every overdue item of those units, so Monday brings one message, not two
+/// with the same items. A later stage reached on another day is sent as usual.
+pub fn deferred_to_digest(
+    snapshot: &Snapshot,
+    schedule: &ReportSchedule,
+    now: DateTime<Tz>,
+    notice: &Notice,
+    unit: &str,
+) -> Option<Stage> {
+    if !may_defer_to_digest(notice, is_digest_day(schedule, now)) {
+        return None;
+    }
+    let unit = snapshot.units.get(unit)?;
+    audience_of(snapshot, &notice.recipient)
+        .filter(|audience| audience.covers(unit))
+        .map(|_| Stage::week_of(now.date_naive()))
+}
+
 /// Whether a queued report with `stage` may still go out on `today`; the reason when not.
 /// A digest goes out only in its own week, a report only while its month's report is owed:
 /// neither is ever sent late.

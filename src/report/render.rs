@@ -6,7 +6,7 @@
 //! an administrator's override never needs to compute.
 
 use crate::domain::Person;
-use crate::render::{add_templates, vn_date, RenderError, Rendered};
+use crate::render::{add_templates, reply_note, vn_date, RenderError, Rendered};
 use crate::report::monthly::{MonthlyCategory, MonthlyCounts, MonthlyItem, MonthlyReport};
 use crate::report::weekly::{Audience, DigestCounts, DigestItem, ItemHeading, UnitSection, WeeklyDigest, WINDOW_DAYS};
 use chrono::{Datelike, Days, NaiveDate, Weekday};
@@ -35,24 +35,27 @@ const GREY: &str = "#5f6368";
 pub struct DigestRenderer {
     env: Environment<'static>,
     agency: String,
+    /// The footer's sentence on replies.
+    reply_note: String,
 }
 
 impl DigestRenderer {
     /// Built-in templates, each replaced by a file of the same name in `dir` if present.
     /// `agency` is the sending agency's name as it appears in the letterhead.
-    pub fn new(dir: Option<&Path>, agency: &str) -> Result<DigestRenderer, RenderError> {
+    pub fn new(dir: Option<&Path>, agency: &str, reply_to: Option<&str>) -> Result<DigestRenderer, RenderError> {
         let mut env = Environment::new();
         env.set_auto_escape_callback(|name| if name.contains(".html") { AutoEscape::Html } else { AutoEscape::None });
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_keep_trailing_newline(true);
         add_templates(&mut env, dir, TEMPLATES)?;
-        Ok(DigestRenderer { env, agency: agency.to_string() })
+        Ok(DigestRenderer { env, agency: agency.to_string(), reply_note: reply_note(reply_to) })
     }
 
     /// The weekly digest as `recipient` receives it.
     pub fn render_weekly(&self, digest: &WeeklyDigest, recipient: &Person) -> Result<Rendered, RenderError> {
         let mut view = weekly_view(&self.agency, digest, recipient);
+        view.reply_note.clone_from(&self.reply_note);
         view.subject = one_line(&self.render("digest.subject.j2", &view)?);
         Ok(Rendered {
             text: self.render("digest.txt.j2", &view)?,
@@ -64,6 +67,7 @@ impl DigestRenderer {
     /// The monthly briefing report as `recipient` receives it.
     pub fn render_monthly(&self, report: &MonthlyReport, recipient: &Person) -> Result<Rendered, RenderError> {
         let mut view = monthly_view(&self.agency, report, recipient);
+        view.reply_note.clone_from(&self.reply_note);
         view.subject = one_line(&self.render("monthly.subject.j2", &view)?);
         Ok(Rendered {
             text: self.render("monthly.txt.j2", &view)?,
@@ -131,7 +135,7 @@ fn due_text(due: Option<NaiveDate>) -> String {
 }
 
 fn overdue_label(days: i32) -> String {
-    format!("QUÁ HẠN {days} ngày")
+    format!("QUÁ HẠN {days} NGÀY LÀM VIỆC")
 }
 
 fn row(item: &DigestItem, label: String, colour: &'static str, detail: String) -> Row {
@@ -162,7 +166,7 @@ fn due_soon_row(item: &DigestItem) -> Row {
         return row(item, "ĐẾN HẠN HÔM NAY".into(), AMBER, format!("Hạn: {due} (hôm nay)"));
     }
     let detail = format!("Hạn: {due} – còn {} ngày làm việc", item.days_left);
-    row(item, format!("CÒN {} ngày", item.days_left), BLUE, detail)
+    row(item, format!("CÒN {} NGÀY LÀM VIỆC", item.days_left), BLUE, detail)
 }
 
 fn closed_row(item: &DigestItem) -> Row {
@@ -293,6 +297,7 @@ fn tiles(c: &DigestCounts) -> Vec<Tile> {
 #[derive(Debug, Serialize)]
 struct WeeklyView {
     agency: String,
+    reply_note: String,
     subject: String,
     recipient: RecipientView,
     date: String,
@@ -324,6 +329,7 @@ fn weekly_view(agency: &str, digest: &WeeklyDigest, recipient: &Person) -> Weekl
     let (scope, scope_phrase) = scope(&digest.audience, &codes);
     WeeklyView {
         agency: agency.to_string(),
+        reply_note: String::new(),
         subject: String::new(),
         recipient: recipient_view(recipient),
         date: vn_date(today),
@@ -384,6 +390,7 @@ struct Attention {
 #[derive(Debug, Serialize)]
 struct MonthlyView {
     agency: String,
+    reply_note: String,
     subject: String,
     recipient: RecipientView,
     date: String,
@@ -483,6 +490,7 @@ fn monthly_view(agency: &str, report: &MonthlyReport, recipient: &Person) -> Mon
         .collect();
     MonthlyView {
         agency: agency.to_string(),
+        reply_note: String::new(),
         subject: String::new(),
         recipient: recipient_view(recipient),
         date: vn_date(report.today),
@@ -540,7 +548,7 @@ mod tests {
     }
 
     fn renderer() -> DigestRenderer {
-        DigestRenderer::new(None, AGENCY).unwrap()
+        DigestRenderer::new(None, AGENCY, None).unwrap()
     }
 
     #[test]
@@ -574,12 +582,12 @@ mod tests {
             "Kính gửi: Đồng chí Nguyễn Văn Hùng",
             "1. PHÒNG NV1 (NV1)",
             "Nhiệm vụ quá hạn (2):",
-            "[QUÁ HẠN 9 ngày] KL08-2022-01 – Nhiệm vụ KL08-2022-01",
+            "[QUÁ HẠN 9 NGÀY LÀM VIỆC] KL08-2022-01 – Nhiệm vụ KL08-2022-01",
             "Người thụ lý: Trương Đăng Khoa",
             "Hạn: 19/08/2022 – quá hạn 9 ngày làm việc",
             "[KẾT THÚC CHƯA HOÀN THÀNH] QD193-TTCP",
             "[HOÀN THÀNH QUÁ HẠN] KL08-2022-05",
-            "[CÒN 3 ngày] KL08-2022-04",
+            "[CÒN 3 NGÀY LÀM VIỆC] KL08-2022-04",
             "Báo cáo <kết quả> & đề xuất",
             "hoàn thành (7 ngày qua): 1, đúng hạn 0,0%",
             "Trân trọng./.",
@@ -597,7 +605,7 @@ mod tests {
         assert!(!html.contains("<kết quả>"));
         for expected in [
             "Kính gửi: Đồng chí <strong>Nguyễn Văn Hùng</strong>",
-            "QUÁ HẠN 9 ngày",
+            "QUÁ HẠN 9 NGÀY LÀM VIỆC",
             "KẾT THÚC CHƯA HOÀN THÀNH",
             "max-width:680px",
             "Trân trọng./.",
@@ -656,7 +664,7 @@ mod tests {
             "Đang thực hiện trong hạn: 0 (0,0%)",
             "Đang thực hiện quá hạn: 1 (33,3%)",
             "Kết thúc chưa hoàn thành: 1 (100,0%)",
-            "[QUÁ HẠN 5 ngày] C",
+            "[QUÁ HẠN 5 NGÀY LÀM VIỆC] C",
             "Trân trọng./.",
         ] {
             assert!(mail.text.contains(expected), "missing {expected:?} in:\n{}", mail.text);
@@ -670,7 +678,7 @@ mod tests {
     fn a_template_file_in_the_directory_replaces_the_built_in_one() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("digest.subject.j2"), "Tuần {{ week }} – {{ headline }}").unwrap();
-        let renderer = DigestRenderer::new(Some(dir.path()), AGENCY).unwrap();
+        let renderer = DigestRenderer::new(Some(dir.path()), AGENCY, None).unwrap();
         let digest = weekly(Audience::Leader("pct_a".into()), &[]);
         let mail = renderer.render_weekly(&digest, &leader_a()).unwrap();
         assert_eq!(mail.subject, "Tuần 2022-W36 – mọi nhiệm vụ trong hạn");

@@ -254,6 +254,14 @@ impl Store {
         rows.into_iter().map(CalendarDay::try_from).collect()
     }
 
+    /// Whether any directive has been imported (an empty database plans nothing, and the CLI
+    /// says how to fill it).
+    pub async fn has_directives(&self) -> Result<bool> {
+        let found: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM directives LIMIT 1").fetch_optional(&self.pool).await?;
+        Ok(found.is_some())
+    }
+
     /// Every directive, in code order (for exports and tests; planning uses the window).
     pub async fn all_directives(&self) -> Result<Vec<Directive>> {
         let sql = format!("SELECT {DIRECTIVE_COLUMNS} FROM directives ORDER BY code");

@@ -78,7 +78,7 @@ async fn every_person_promised_something_gets_one_message_naming_exactly_their_d
     assert_eq!(subject_of("lien"), "[Nhắc việc] 05/09/2022: 1 nhiệm vụ quá hạn, 1 nhiệm vụ sắp đến hạn");
     assert_eq!(
         subject_of("chanh"),
-        "[Nhắc việc] Hạn 18/08/2022 (quá hạn 10 ngày) – Nhiệm vụ KL-04 – kiểm tra, báo cáo"
+        "[Nhắc việc] Đôn đốc nhiệm vụ của đồng chí Huỳnh Văn Phúc: hạn 18/08/2022 (quá hạn 10 ngày làm việc) – Nhiệm vụ KL-04 – kiểm tra, báo cáo"
     );
     assert_eq!(
         subject_of("tp"),
