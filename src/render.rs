@@ -266,7 +266,8 @@ fn build_items(
                 .as_ref()
                 .map(|a| snapshot.people.get(a).map_or_else(|| a.clone(), |p| p.name.clone()));
             let relation = Relation::of(recipient, directive, &notices, snapshot);
-            let ask = relation.ask(&notices, assignee.as_deref(), &unit);
+            let gone = directive.assignee.as_deref().is_some_and(|a| snapshot.people.get(a).is_none_or(|p| !p.active));
+            let ask = relation.ask(&notices, assignee.as_deref(), gone, &unit);
             Some(ItemView {
                 code: directive.code.clone(),
                 title: directive.title.clone(),
@@ -275,7 +276,7 @@ fn build_items(
                 } else {
                     truncate(&directive.title, 80)
                 },
-                assignee_note: (relation == Relation::Redirected).then_some("không còn nhận thông báo"),
+                assignee_note: gone.then_some("không còn nhận thông báo"),
                 relation,
                 ask,
                 unit,
@@ -341,7 +342,7 @@ impl Relation {
 
     /// What is asked of the recipient about this item (and, when it was redirected, why it
     /// came to them); `None` for their own work.
-    fn ask(self, notices: &[&Notice], assignee: Option<&str>, unit: &str) -> Option<String> {
+    fn ask(self, notices: &[&Notice], assignee: Option<&str>, gone: bool, unit: &str) -> Option<String> {
         let closed = notices.iter().any(|n| n.kind == NoticeKind::ClosedIncomplete);
         let whom = assignee.map_or_else(|| unit.to_string(), |a| format!("đồng chí {a} ({unit})"));
         match self {
@@ -362,6 +363,11 @@ impl Relation {
                 "Đề nghị đồng chí chỉ đạo làm rõ việc kết thúc khi chưa có kết quả và đôn đốc {whom} xử lý dứt điểm."
             )),
             Relation::Oversee if notices.iter().any(|n| n.ladder == Ladder::MissingDueDate) => None,
+            Relation::Oversee if gone => Some(format!(
+                "Người thụ lý, đồng chí {}, không còn nhận thông báo của hệ thống. Đề nghị đồng chí chỉ đạo {unit} \
+                 phân công lại người thụ lý và khẩn trương hoàn thành.",
+                assignee.unwrap_or("?")
+            )),
             Relation::Oversee => {
                 let head_only = notices.iter().all(|n| n.ladder == Ladder::EscalateHead);
                 let verb = if head_only { "đôn đốc" } else { "chỉ đạo, đôn đốc" };
@@ -375,7 +381,9 @@ impl Relation {
 struct Mix {
     own: usize,
     oversee: usize,
+    /// Unassigned and redirected items: someone must be assigned.
     assign: usize,
+    redirected: usize,
 }
 
 impl Mix {
@@ -385,6 +393,7 @@ impl Mix {
             own: count(|r| r == Relation::Own),
             oversee: count(|r| r == Relation::Oversee),
             assign: count(|r| matches!(r, Relation::Redirected | Relation::Unassigned)),
+            redirected: count(|r| r == Relation::Redirected),
         }
     }
 
@@ -409,8 +418,11 @@ impl Mix {
                 "khẩn trương thực hiện"
             });
         }
-        if self.assign > 0 {
-            asks.push("phân công người thụ lý cho các nhiệm vụ nêu trên chưa có người thụ lý");
+        if self.assign > self.redirected {
+            asks.push("phân công người thụ lý cho các nhiệm vụ chưa có người thụ lý");
+        }
+        if self.redirected > 0 {
+            asks.push("phân công lại người thụ lý cho các nhiệm vụ của công chức không còn nhận thông báo");
         }
         if self.oversee > 0 {
             asks.push(if self.own + self.assign > 0 {
@@ -424,9 +436,10 @@ impl Mix {
         } else {
             "cập nhật kết quả"
         };
-        match asks.is_empty() {
-            true => format!("Đề nghị đồng chí kiểm tra, {update} trên hệ thống quản lý văn bản."),
-            false => format!("Đề nghị đồng chí {}; {update} trên hệ thống quản lý văn bản.", asks.join("; ")),
+        match asks.as_slice() {
+            [] => format!("Đề nghị đồng chí kiểm tra, {update} trên hệ thống quản lý văn bản."),
+            [ask] => format!("Đề nghị đồng chí {ask}, {update} trên hệ thống quản lý văn bản."),
+            _ => format!("Đề nghị đồng chí {}; {update} trên hệ thống quản lý văn bản.", asks.join("; ")),
         }
     }
 }

@@ -21,3 +21,4 @@ mod planned_delivery;
 mod planner_rules;
 mod store_backends;
 mod systemd_unit;
+mod voice;

@@ -11,7 +11,8 @@ object is printed on its own line (UTF-8, not \\u-escaped):
    "message_id": str|null, "to": [addr-spec, ...], "from": addr-spec|null,
    "from_name": display name|null, "subject": decoded str|null,
    "date": header str|null, "date_iso": ISO 8601|null,
-   "text": decoded text/plain|null, "html": decoded text/html|null}
+   "text": decoded text/plain|null, "html": decoded text/html|null,
+   "headers": {name: [decoded value, ...]} of the top-level headers}
 
 "text" and "html" have their line endings turned into \\n.
 
@@ -173,7 +174,7 @@ def empty_result(path):
     # Every key is always present, so the Rust side can deserialise strictly.
     return {"file": path, "ok": False, "errors": [], "message_id": None, "to": [],
             "from": None, "from_name": None, "subject": None, "date": None,
-            "date_iso": None, "text": None, "html": None}
+            "date_iso": None, "text": None, "html": None, "headers": {}}
 
 
 def check_message(path):
@@ -188,6 +189,8 @@ def check_message(path):
         errors.append(f"does not parse: {type(e).__name__}: {e}")
         return result
 
+    for name in dict.fromkeys(msg.keys()):
+        result["headers"][name] = [str(v) for v in msg.get_all(name, [])]
     for name in REQUIRED_HEADERS:
         if name not in msg:
             errors.append(f"missing header {name}")

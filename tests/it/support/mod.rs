@@ -294,6 +294,9 @@ pub struct Mail {
     pub date_iso: Option<String>,
     pub text: Option<String>,
     pub html: Option<String>,
+    /// Every top-level header, decoded, as the parser read it.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 pub fn mime_check(path: &Path) -> Vec<Mail> {
