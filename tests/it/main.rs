@@ -15,6 +15,7 @@ mod config_hardening;
 mod daemon;
 mod delivery_smtp;
 mod digest;
+mod docs;
 mod faults;
 mod import_hardening;
 mod planned_delivery;
