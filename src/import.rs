@@ -479,8 +479,8 @@ fn read_json(file: &str, bytes: &[u8], parsed: &mut Parsed, issues: &mut Vec<Imp
         });
         return;
     };
-    // `{}` (or only empty lists) stays a valid no-op: every section is optional (design.md
-    // §3), and a generated file may rightly carry nothing today. It is not an empty file.
+    // `{}` (or only empty lists) stays a valid no-op: every section is optional (the README's
+    // import format), and a generated file may rightly carry nothing today. It is not an empty file.
     for (name, value) in root {
         let section = match name.as_str() {
             "units" => "units",

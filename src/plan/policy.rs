@@ -1,5 +1,5 @@
-//! The reminder and escalation policy (domain.md §5), built from configuration and handed
-//! to the pure planner. Every number here is configurable; defaults are the domain's.
+//! The reminder and escalation policy (the README's "What is sent, when, to whom"), built
+//! from configuration and handed to the pure planner. Every number here is configurable; defaults are the domain's.
 
 use crate::calendar::Calendar;
 use crate::domain::DirectiveKind;

@@ -1,4 +1,4 @@
-//! The command-line contract (design.md §3) through the built binary: `plan --json` line by
+//! The command-line contract (README "Using it") through the built binary: `plan --json` line by
 //! line against the domain rules on both backends, the administrator's plan view,
 //! `check-config`, exit statuses and one-line reasons.
 
@@ -131,4 +131,79 @@ fn a_malformed_configuration_stops_start_up_with_a_message_naming_the_key() {
         assert!(err.contains(key), "{content}: expected {key:?} in {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+#[tokio::test]
+async fn the_first_hour_warns_of_an_empty_database_survives_a_closed_pipe_and_reads_in_vietnamese() {
+    let dir = tempfile::tempdir().unwrap();
+    let nv = Nhacviec::new(&fresh_database(support::Backend::Sqlite, dir.path()).await, dir.path());
+    for command in [&["plan", "--at", DEMO_AT][..], &["tick", "--at", DEMO_AT], &["status"]] {
+        let out = nv.run(command);
+        assert!(out.status.success(), "{command:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("holds no directives yet") && stderr.contains("nhacviec import"),
+            "{command:?}: {stderr}"
+        );
+    }
+    nv.import_json(
+        "agency.json",
+        &small_agency(json!([
+            directive("KL-01", Some("lien"), Some("2022-08-31")),
+            directive("KL-04", None, None),
+            directive("KL-05", Some("lien"), Some("2022-09-07")),
+        ])),
+    );
+    // The plan view: Vietnamese labels, no English codes, columns that line up.
+    let view = nv.ok(&["plan", "--at", DEMO_AT]);
+    for code in ["closed", "assignee", "due_on", "escalation", "overdue"] {
+        assert!(!view.split_whitespace().any(|w| w == code), "{code} in:\n{view}");
+    }
+    assert!(view.contains("thiếu người thụ lý") && view.contains("Loại thông báo"), "{view}");
+    let rows: Vec<&str> = view.lines().filter(|l| l.starts_with("  ") && l.contains("KL-0")).collect();
+    let column =
+        |l: &str| l.chars().collect::<Vec<_>>().windows(3).position(|w| w[0] == 'K' && w[1] == 'L' && w[2] == '-');
+    let starts: Vec<_> = rows.iter().map(|l| column(l)).collect();
+    assert!(starts.len() >= 3 && starts.windows(2).all(|w| w[0] == w[1]), "aligned codes: {starts:?}\n{view}");
+    // `plan | head -c 1`: the reader goes away; the command ends quietly with 0.
+    for _ in 0..3 {
+        let mut child =
+            nv.command(&["plan", "--json", "--at", DEMO_AT]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "closed pipe: {status}");
+    }
+    // No library noise at the default level.
+    let out = nv.command(&["tick", "--at", DEMO_AT]).env_remove("RUST_LOG").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Uninited") && !stderr.contains("Job creator") && !stderr.contains("sqlx"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_superseded_notice_names_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(support::Backend::Sqlite, dir.path()).await;
+    let nv = Nhacviec::new(&db, dir.path())
+        .with("NHACVIEC__MAIL__TRANSPORT", "file")
+        .with("NHACVIEC__MAIL__FILE_DIR", dir.path().join("mail").to_str().unwrap());
+    nv.import_json("agency.json", &small_agency(json!([directive("KL-01", Some("lien"), Some("2022-09-05"))])));
+    // Monday 06:00, before the send window: T0 is recorded and waits.
+    nv.ok(&["tick", "--at", "2022-09-05T06:00:00+07:00"]);
+    // Tuesday: T+1 is owed instead; the waiting T0 is superseded, saying why.
+    nv.ok(&["tick", "--at", "2022-09-06T08:00:00+07:00"]);
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&format!("{db}?mode=ro")).await.unwrap();
+    let reasons: Vec<(String, String)> =
+        sqlx::query_as("SELECT key, reason FROM notices WHERE status = 'superseded' ORDER BY key")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        reasons,
+        vec![(
+            "due_today:KL-01:lien:2022-09-05:T0:email".to_string(),
+            "a later stage was reached: T0 → T+1".to_string()
+        )],
+    );
 }

@@ -1,4 +1,5 @@
-//! The planner against every row of domain.md §5, on the shipped calendar (pure: no I/O).
+//! The planner against every row of the README's "What is sent, when, to whom", on the
+//! shipped calendar (pure: no I/O).
 
 use chrono::{NaiveDate, TimeZone};
 use nhacviec::calendar::Calendar;
