@@ -409,6 +409,57 @@ pub fn read_sources(
     finish(parsed, issues, known, calendar)
 }
 
+/// One row of a source after its mapping: nhacviec's field names, values as an import file
+/// would hold them.
+#[derive(Debug, Clone)]
+pub struct SourceRow {
+    /// `row 7` (a sheet or CSV, as the file numbers it) or `[3]` (JSON).
+    pub location: String,
+    pub fields: Map<String, Value>,
+    /// Already rejected while mapping (its problems are reported); still listed by the source.
+    pub rejected: bool,
+}
+
+/// Validates each of `rows` as a row of `section` (`directives`, `units`, `people`) the way
+/// `import` validates a file's, on its own: a row with any problem is left out of the batch
+/// and its problems returned; the others are the batch. `file` names the source in reports.
+pub fn read_rows(
+    file: &str,
+    section: &'static str,
+    rows: Vec<SourceRow>,
+    known: &KnownCodes,
+    calendar: &Calendar,
+) -> (ImportBatch, Vec<ImportIssue>) {
+    let mut issues = Vec::new();
+    let mut parsed = Parsed::default();
+    // Where each kept record came from, by section, in batch order.
+    let mut places: Vec<String> = Vec::new();
+    for row in rows.into_iter().filter(|r| !r.rejected) {
+        let before = (parsed.batch.units.len(), parsed.batch.people.len(), parsed.batch.directives.len());
+        read_record(Record::new(file, section, row.location.clone(), row.fields, &mut issues), &mut parsed);
+        let after = (parsed.batch.units.len(), parsed.batch.people.len(), parsed.batch.directives.len());
+        if after != before {
+            places.push(row.location);
+        }
+    }
+    cross_check(&mut parsed, known, &mut issues);
+    for (index, year, month) in std::mem::take(&mut parsed.month_due) {
+        if let Some(directive) = parsed.batch.directives.get_mut(index) {
+            directive.due_on = calendar.last_working_day_of_month(year, month);
+        }
+    }
+    let bad: HashSet<&str> = issues.iter().map(|i| i.location.as_str()).collect();
+    let keep: Vec<bool> = places.iter().map(|p| !bad.contains(p.as_str())).collect();
+    let mut batch = std::mem::take(&mut parsed.batch);
+    let mut kept = keep.iter();
+    match section {
+        "units" => batch.units.retain(|_| *kept.next().unwrap_or(&false)),
+        "people" => batch.people.retain(|_| *kept.next().unwrap_or(&false)),
+        _ => batch.directives.retain(|_| *kept.next().unwrap_or(&false)),
+    }
+    (batch, issues)
+}
+
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 fn read_source(file: &str, bytes: &[u8], parsed: &mut Parsed, issues: &mut Vec<ImportIssue>) {
@@ -526,7 +577,12 @@ fn read_json(file: &str, bytes: &[u8], parsed: &mut Parsed, issues: &mut Vec<Imp
 }
 
 fn read_csv(file: &str, bytes: &[u8], parsed: &mut Parsed, issues: &mut Vec<ImportIssue>) {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
+    // A spreadsheet's "CSV" may be Windows-1258 or UTF-16, and `;`-separated in a Vietnamese
+    // locale: read it as it is, and say how to save it if anything else is wrong with it.
+    let (text, encoding) = decode(bytes);
+    let first_issue = issues.len();
+    let bytes = text.as_bytes();
+    let mut reader = csv::ReaderBuilder::new().flexible(false).delimiter(separator(&text)).from_reader(bytes);
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
         Err(e) => {
@@ -551,12 +607,23 @@ fn read_csv(file: &str, bytes: &[u8], parsed: &mut Parsed, issues: &mut Vec<Impo
             });
         }
     }
+    // A column nhacviec does not know is reported once, here, not once per row.
+    let unknown: HashSet<String> =
+        headers.iter().map(str::trim).filter(|h| !DIRECTIVE_FIELDS.contains(h)).map(str::to_string).collect();
+    for header in headers.iter().map(str::trim).filter(|h| unknown.contains(*h)) {
+        issues.push(ImportIssue {
+            file: file.into(),
+            location: "line 1".into(),
+            field: Some(shown(header)),
+            message: format!("unknown column (expected some of: {})", DIRECTIVE_FIELDS.join(", ")),
+        });
+    }
     let mut rows = 0usize;
     for row in reader.records() {
         rows += 1;
         match row {
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = e.position().map_or(0, |p| line_at(bytes, p.byte()));
                 issues.push(ImportIssue {
                     file: file.into(),
                     location: format!("line {line}"),
@@ -564,11 +631,14 @@ fn read_csv(file: &str, bytes: &[u8], parsed: &mut Parsed, issues: &mut Vec<Impo
                     message: format!("broken CSV: {e}"),
                 });
             }
+            // A blank row (an export's trailing empty lines, or `;;;;`) carries nothing.
+            Ok(row) if row.iter().all(|v| v.trim().is_empty()) => rows -= 1,
             Ok(row) => {
-                let line = row.position().map_or(0, |p| p.line());
+                let line = row.position().map_or(0, |p| line_at(bytes, p.byte()));
                 let fields = headers
                     .iter()
                     .zip(row.iter())
+                    .filter(|(h, _)| !unknown.contains(h.trim()))
                     .map(|(h, v)| (h.trim().to_string(), Value::String(v.to_string())))
                     .collect();
                 read_record(Record::new(file, "directives", format!("line {line}"), fields, issues), parsed);
@@ -584,6 +654,58 @@ fn read_csv(file: &str, bytes: &[u8], parsed: &mut Parsed, issues: &mut Vec<Impo
             message: "a header row and no directives; nothing was imported from any file".into(),
         });
     }
+    if encoding != "UTF-8" && issues.len() > first_issue {
+        issues.push(ImportIssue {
+            file: file.into(),
+            location: "file".into(),
+            field: None,
+            message: format!(
+                "read as {encoding}; save the sheet as \"CSV UTF-8\" to be sure every letter comes through"
+            ),
+        });
+    }
+}
+
+/// Text of a file whatever a spreadsheet saved it as: UTF-8 (with or without BOM), UTF-16
+/// with a BOM, else Windows-1258, the Vietnamese Windows code page. Says which it read.
+pub fn decode(bytes: &[u8]) -> (String, &'static str) {
+    if let Some((encoding, bom)) = encoding_rs::Encoding::for_bom(bytes) {
+        let (text, _) = encoding.decode_without_bom_handling(&bytes[bom..]);
+        return (text.into_owned(), encoding.name());
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_string(), "UTF-8"),
+        Err(_) => {
+            let (text, _, _) = encoding_rs::WINDOWS_1258.decode(bytes);
+            (text.into_owned(), "windows-1258")
+        }
+    }
+}
+
+/// The separator of a CSV header line: `;` where it outnumbers `,` (a spreadsheet in a
+/// Vietnamese locale, where `,` is the decimal mark), a tab likewise, else `,`.
+pub fn separator(text: &str) -> u8 {
+    let header = text.lines().next().unwrap_or_default();
+    let count = |c: char| header.matches(c).count();
+    let (comma, semicolon, tab) = (count(','), count(';'), count('\t'));
+    if semicolon > comma && semicolon >= tab {
+        b';'
+    } else if tab > comma && tab > semicolon {
+        b'\t'
+    } else {
+        b','
+    }
+}
+
+/// The line (from 1, as an editor numbers them) a CSV record starts on, from the byte offset
+/// the csv crate gives: with CRLF line ends that offset can sit on the previous line's end,
+/// so line ends there are stepped over first.
+pub fn line_at(text: &[u8], byte: u64) -> usize {
+    let mut at = usize::try_from(byte).unwrap_or(usize::MAX).min(text.len());
+    while at < text.len() && matches!(text[at], b'\r' | b'\n') {
+        at += 1;
+    }
+    1 + text[..at].iter().filter(|b| **b == b'\n').count()
 }
 
 fn read_record(mut r: Record<'_>, parsed: &mut Parsed) {

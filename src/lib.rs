@@ -21,4 +21,5 @@ pub mod metrics;
 pub mod plan;
 pub mod render;
 pub mod report;
+pub mod source;
 pub mod store;

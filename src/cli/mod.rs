@@ -2,6 +2,7 @@
 //! Output formats here (`plan --json`, `status --json`) are a contract for scripts.
 
 pub mod at;
+pub mod sources;
 
 use crate::app::App;
 use crate::cli::at::parse_instant;
@@ -38,8 +39,33 @@ pub enum Command {
     Migrate,
     /// Import units, people, directives and calendar days (JSON or CSV); all or nothing.
     Import {
+        /// Read the files through this source's mapping (columns, values, date formats), row
+        /// by row as a sync does, instead of nhacviec's own all-or-nothing format.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+    },
+    /// Run sources now (all of them, or those named): valid rows apply, rejected rows are
+    /// reported; exit 1 when a run was refused.
+    Sync {
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Print what would change and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Each source's last run: result, rows read, applied and rejected, next run.
+    Sources {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A directive's timeline: its changes, and every notice with its state.
+    History {
+        #[arg(value_name = "CODE")]
+        code: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Show what is owed at TIME and not yet recorded in the outbox.
     Plan {
@@ -105,7 +131,13 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             println!("database schema is up to date");
             Ok(())
         }
-        Command::Import { files } => import(config, &files).await,
+        Command::Import { source: None, files } => import(config, &files).await,
+        Command::Import { source: Some(name), files } => {
+            crate::cli::sources::import_through(config, &name, &files).await
+        }
+        Command::Sync { names, dry_run } => crate::cli::sources::sync(config, &names, dry_run).await,
+        Command::Sources { json } => crate::cli::sources::sources(config, json).await,
+        Command::History { code, json } => crate::cli::sources::history(config, &code, json).await,
         Command::Plan { at, json } => plan(config, at.as_deref(), json).await,
         Command::Tick { at } => tick(config, at.as_deref()).await,
         Command::Run { at } => {

@@ -89,6 +89,21 @@ pub async fn run(config: Arc<Config>, clock: Arc<Clock>) -> anyhow::Result<()> {
     })
     .with_context(|| format!("schedule.scan {:?} cannot be scheduled", schedule.scan))?;
     scheduler.add(job).await.context("cannot add the scan job")?;
+    // Each scheduled source wakes the loop with its name; the loop syncs it between scans.
+    let (sync_wake, mut sync_woken) = mpsc::channel::<String>(16);
+    for source in config.sources.iter().filter(|s| s.cron.is_some()) {
+        let name = source.name.clone();
+        let sync_wake = sync_wake.clone();
+        let job = Job::new_async_tz(source.schedule.as_str(), config.timezone, move |_, _| {
+            let (name, sync_wake) = (name.clone(), sync_wake.clone());
+            Box::pin(async move {
+                let _ = sync_wake.try_send(name);
+            })
+        })
+        .with_context(|| format!("source {:?}: schedule {:?} cannot be scheduled", source.name, source.schedule))?;
+        scheduler.add(job).await.context("cannot add a source job")?;
+    }
+    drop(sync_wake);
     scheduler.start().await.context("cannot start the scheduler")?;
 
     let stopping = Arc::new(AtomicBool::new(false));
@@ -119,6 +134,12 @@ pub async fn run(config: Arc<Config>, clock: Arc<Clock>) -> anyhow::Result<()> {
             got = woken.recv(), if scan.is_none() => {
                 if got.is_none() { break; }
                 scan = Some((tick_once(now(&config, &clock)), monotonic()));
+            }
+            Some(name) = sync_woken.recv(), if scan.is_none() => {
+                // A sync that changed anything is planned at once, not at the next scan.
+                if sync_scheduled(&app, &config, &name).await {
+                    scan = Some((tick_once(now(&config, &clock)), monotonic()));
+                }
             }
             () = signals.recv() => break,
         }
@@ -169,6 +190,25 @@ async fn open_patiently(config: Arc<Config>, clock: &Arc<Clock>, signals: &mut S
             () = signals.recv() => return Ok(None),
         }
         wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Runs the source `name` now; true when it changed a directive.
+async fn sync_scheduled(app: &App, config: &Config, name: &str) -> bool {
+    let Some(source) = config.sources.iter().find(|s| s.name == name) else { return false };
+    let calendar = match app.calendar().await {
+        Ok(calendar) => calendar,
+        Err(e) => {
+            tracing::error!(source = name, error = %format!("{e:#}"), "source not synced: cannot read the calendar");
+            return false;
+        }
+    };
+    match crate::source::sync_source(&app.store, source, &calendar, &app.clock, false).await {
+        Ok(report) => report.changed > 0,
+        Err(e) => {
+            tracing::error!(source = name, error = %format!("{e:#}"), "source not synced: the database refused the run");
+            false
+        }
     }
 }
 

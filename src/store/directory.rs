@@ -90,8 +90,8 @@ async fn upsert(
 /// chunk, so a million directives never need to sit in memory at once. Dropping it without
 /// `commit` rolls everything back.
 pub struct Importer {
-    tx: Tx,
-    dialect: &'static dyn Dialect,
+    pub(super) tx: Tx,
+    pub(super) dialect: &'static dyn Dialect,
     /// Run before the commit, to undo what the import set for itself.
     restore: Option<String>,
     counts: ImportCounts,

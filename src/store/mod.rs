@@ -10,6 +10,7 @@ mod messages;
 mod notices;
 mod payloads;
 mod rows;
+mod sources;
 mod status;
 mod tx;
 
@@ -21,6 +22,7 @@ pub use messages::{ClaimedMessage, DeadCause, Message, MessageOutcome, NewMessag
 pub(crate) use notices::claim_order;
 pub use notices::{NoticeClaim, NoticeRow};
 pub use payloads::pack;
+pub use sources::{HistoryRow, NoticeEvent, SourceRun};
 pub use status::{DeadLetter, OutboxCounts, StatusReport};
 
 use crate::config::{backend_of, Backend};

@@ -20,6 +20,7 @@ mod faults;
 mod import_hardening;
 mod planned_delivery;
 mod planner_rules;
+mod sources;
 mod store_backends;
 mod systemd_unit;
 mod voice;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The built-in defaults, documented key by key.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -49,6 +49,9 @@ pub struct Settings {
     pub webhook: Webhook,
     pub http: Http,
     pub log: Log,
+    /// `[[sources]]`: where directives, units and people are synced from.
+    #[serde(default)]
+    pub sources: Vec<SourceSettings>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -210,6 +213,9 @@ macro_rules! setting_words {
     };
 }
 
+pub mod sources;
+pub use sources::{Entity, OnMissing, Source, SourceFormat, SourceKind, SourceSettings, SyncMode};
+
 setting_words!(
     /// `mail.smtp.tls`: none, starttls (upgrade a plain connection) or tls (implicit, port 465).
     TlsMode { None => "none", StartTls => "starttls", Tls => "tls" }
@@ -249,6 +255,8 @@ pub struct Config {
     pub window_start: NaiveTime,
     pub window_end: NaiveTime,
     pub from: lettre::message::Mailbox,
+    /// `[[sources]]` checked, with their formats and schedules.
+    pub sources: Vec<Source>,
     /// `mail.reply_to` parsed; `None` when empty.
     pub reply_to: Option<lettre::message::Mailbox>,
     pub http_listen: Option<std::net::SocketAddr>,
@@ -355,6 +363,7 @@ impl Config {
                 ),
             )
         })?;
+        let sources = sources::validate(&raw.sources)?;
         let reply_to = match raw.mail.reply_to.trim() {
             "" => None,
             text => Some(text.parse().map_err(|e| {
@@ -427,6 +436,7 @@ impl Config {
             window_start,
             window_end,
             from,
+            sources,
             reply_to,
             http_listen,
         })

@@ -1,0 +1,248 @@
+//! Sources through the real binary, on both backends: an agency's own exports (an xlsx
+//! tracking sheet with native dates, a `;`-separated CSV with a BOM and Vietnamese headers,
+//! one in Windows-1258) synced row by row — valid rows apply, a bad row is named by source,
+//! row, field, value and reason and keeps the directive as it was — with every change in
+//! the directive's history; an unchanged export skipped; a truncated snapshot refused; and a
+//! daemon that hears of a directive closed without result and tells its people at once.
+
+use crate::support::{self, fresh_database, Backend, Nhacviec, BACKENDS};
+use serde_json::Value;
+use std::path::Path;
+
+const MAPPING: &str = r#"
+[sources.columns]
+"Mã nhiệm vụ" = "code"
+"Trích yếu" = "title"
+"Đơn vị chủ trì" = "unit"
+"Người thụ lý" = "assignee"
+"Hạn xử lý" = "due_on"
+"Tình trạng" = "status"
+"Ngày kết thúc" = "closed_on"
+[sources.values.status]
+"Đang thực hiện" = "in_progress"
+"Chưa thực hiện" = "open"
+"Kết thúc" = "closed"
+"#;
+
+const HEADER: &str = "Mã nhiệm vụ;Trích yếu;Đơn vị chủ trì;Người thụ lý;Hạn xử lý;Tình trạng;Ngày kết thúc";
+
+/// The sample agency, and a configuration with one source reading `path`.
+async fn agency_with_source(backend: Backend, dir: &Path, path: &Path, extra: &str) -> Nhacviec {
+    let config = dir.join("nhacviec.toml");
+    let text = format!(
+        "[[sources]]\nname = \"so-theo-doi\"\nkind = \"file\"\npath = {:?}\n{extra}\n{MAPPING}",
+        path.display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    let nv = Nhacviec::new(&fresh_database(backend, dir).await, dir)
+        .with("NHACVIEC_CONFIG", config.to_str().unwrap())
+        .with("NHACVIEC__MAIL__TRANSPORT", "file")
+        .with("NHACVIEC__MAIL__FILE_DIR", dir.join("mail").to_str().unwrap());
+    let examples = support::repo().join("examples");
+    nv.ok(&["import", examples.join("sample-agency.json").to_str().unwrap()]);
+    nv
+}
+
+fn csv(rows: &[&str]) -> Vec<u8> {
+    let mut text = String::from("\u{feff}");
+    text.push_str(HEADER);
+    text.push_str("\r\n");
+    for row in rows {
+        text.push_str(row);
+        text.push_str("\r\n");
+    }
+    text.into_bytes()
+}
+
+fn history(nv: &Nhacviec, code: &str) -> Value {
+    serde_json::from_str(&nv.ok(&["history", code, "--json"])).unwrap()
+}
+
+#[tokio::test]
+async fn a_csv_export_syncs_row_by_row_and_a_bad_row_is_named_and_keeps_the_directive() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let export = dir.path().join("so.csv");
+        let nv = agency_with_source(backend, dir.path(), &export, "").await;
+        std::fs::write(
+            &export,
+            csv(&[
+                "NV-01;Kiểm tra hồ sơ;NV1;Trương Đăng Khoa;05/09/2022;Đang thực hiện;",
+                ";;;;;;",
+                // The officer named as people write her name: extra spaces.
+                "NV-02;Báo cáo quý;Phòng Nghiệp vụ 1;Ngô Thị  Diễm My;2022-09-30;Chưa thực hiện;",
+                "NV-03;Việc không rõ người;NV1;Người Lạ;31/09/2022;Đang thực hiện;",
+            ]),
+        )
+        .unwrap();
+        let out = nv.run(&["sync"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "applied its valid rows: exit 0\n{stdout}");
+        assert!(stdout.contains("3 row(s) read, applied 2, rejected 1"), "{stdout}");
+        // Named: source, row as the file numbers it (the blank row 3 skipped), field, value, reason.
+        assert!(
+            stdout.contains(r#"source "so-theo-doi": row 5: field "assignee (column "Người thụ lý")": no person has the code or the name "Người Lạ""#),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(r#"row 5: field "due_on (column "Hạn xử lý")": "31/09/2022" is not a date"#),
+            "{stdout}"
+        );
+        let h = history(&nv, "NV-02");
+        assert_eq!(h["directive"]["assignee"], "ttv_my", "{backend:?}: resolved by name");
+        assert_eq!(h["changes"][0]["field"], "created");
+        assert_eq!(h["changes"][0]["origin"], "so-theo-doi");
+        let missing = nv.run(&["history", "NV-03"]);
+        assert!(!missing.status.success(), "the rejected row wrote nothing");
+
+        // Unchanged: skipped by content hash.
+        let again = nv.ok(&["sync"]);
+        assert!(again.contains("unchanged"), "{again}");
+
+        // The sheet moves NV-01's due date later and its next export has a typo in NV-02's date:
+        // NV-01 is extended, NV-02 keeps what it had.
+        std::fs::write(
+            &export,
+            csv(&[
+                "NV-01;Kiểm tra hồ sơ;NV1;Trương Đăng Khoa;15/09/2022;Đang thực hiện;",
+                "NV-02;Báo cáo quý;NV1;Ngô Thị Diễm My;30/13/2022;Chưa thực hiện;",
+            ]),
+        )
+        .unwrap();
+        let out = nv.ok(&["sync"]);
+        assert!(out.contains("NV-01 due_on: 2022-09-05 → 2022-09-15"), "{out}");
+        assert_eq!(history(&nv, "NV-02")["directive"]["due_on"], "2022-09-30", "{backend:?}");
+        let text = nv.ok(&["history", "NV-01"]);
+        assert!(text.contains("gia hạn (extension): 2022-09-05 → 2022-09-15 (so-theo-doi)"), "{text}");
+        let sources: Value = serde_json::from_str(&nv.ok(&["sources", "--json"])).unwrap();
+        assert_eq!(sources[0]["last_run"]["rows_rejected"], 1, "{sources}");
+        assert_eq!(sources[0]["last_run"]["result"], "ok");
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_snapshot_is_refused_and_an_empty_one_too() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let export = dir.path().join("so.csv");
+        let nv =
+            agency_with_source(backend, dir.path(), &export, "on_missing = \"cancel\"\nmax_missing_percent = 10").await;
+        let rows: Vec<String> =
+            (1..=10).map(|i| format!("T-{i:02};Việc {i};NV1;ttv_khoa;30/09/2022;Đang thực hiện;")).collect();
+        let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
+        std::fs::write(&export, csv(&refs)).unwrap();
+        nv.ok(&["sync"]);
+        // Half of them gone: a truncated export. Refused, exit 1, nothing cancelled.
+        std::fs::write(&export, csv(&refs[..5])).unwrap();
+        let out = nv.run(&["sync"]);
+        assert!(!out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("would cancel 5 of its 10 live directives"), "{stdout}");
+        assert_eq!(history(&nv, "T-10")["directive"]["status"], "in_progress", "{backend:?}");
+        // A header and no rows: refused too.
+        std::fs::write(&export, csv(&[])).unwrap();
+        let out = nv.run(&["sync"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("a snapshot with no rows is refused"));
+        // One of ten gone (10%, not more): it is cancelled, the history says why.
+        std::fs::write(&export, csv(&refs[..9])).unwrap();
+        let out = nv.ok(&["sync"]);
+        assert!(out.contains("(1 cancelled)"), "{out}");
+        let h = history(&nv, "T-10");
+        assert_eq!(h["directive"]["status"], "cancelled");
+        assert!(h["changes"].to_string().contains("no longer listed by the source"), "{h}");
+        // A dry run says what would change and writes nothing.
+        let mut renamed = refs[..9].to_vec();
+        renamed[0] = "T-01;Việc 1 (sửa);NV1;ttv_khoa;30/09/2022;Đang thực hiện;";
+        std::fs::write(&export, csv(&renamed)).unwrap();
+        let out = nv.ok(&["sync", "--dry-run"]);
+        assert!(out.contains("would apply") && out.contains("T-01 title: Việc 1 → Việc 1 (sửa)"), "{out}");
+        assert_eq!(history(&nv, "T-01")["directive"]["title"], "Việc 1", "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_xlsx_tracking_sheet_with_native_dates_and_a_windows_1258_csv_are_read() {
+    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    let dir = tempfile::tempdir().unwrap();
+    let sheet_path = dir.path().join("so.xlsx");
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet().set_name("Nhiệm vụ").unwrap();
+    for (col, header) in HEADER.split(';').enumerate() {
+        sheet.write_string(0, u16::try_from(col).unwrap(), header).unwrap();
+    }
+    let date = Format::new().set_num_format("dd/mm/yyyy");
+    sheet.write_string(1, 0, "X-01").unwrap();
+    sheet.write_string(1, 1, "Rà soát đơn thư").unwrap();
+    sheet.write_string(1, 2, "TCD").unwrap();
+    sheet.write_string(1, 3, "Lý Minh Hiếu").unwrap();
+    sheet.write_datetime_with_format(1, 4, ExcelDateTime::from_ymd(2022, 9, 12).unwrap(), &date).unwrap();
+    sheet.write_string(1, 5, "Đang thực hiện").unwrap();
+    book.save(&sheet_path).unwrap();
+    let nv = agency_with_source(Backend::Sqlite, dir.path(), &sheet_path, "sheet = \"Nhiệm vụ\"").await;
+    let out = nv.ok(&["sync"]);
+    assert!(out.contains("1 row(s) read, applied 1, rejected 0"), "{out}");
+    let h = history(&nv, "X-01");
+    assert_eq!(h["directive"]["due_on"], "2022-09-12", "a native date cell needs no pattern");
+    assert_eq!(h["directive"]["assignee"], "ttv_hieu");
+
+    // The same kind of export saved by an old Excel in Windows-1258 (Vietnamese letters as a
+    // base letter and a combining mark, as that code page writes them), through the source's
+    // mapping with `import --source`: read and applied, not rejected.
+    use unicode_normalization::UnicodeNormalization;
+    let text = format!("{HEADER}\r\nL-01;Việc cũ;NV1;Lý Minh Hiếu;30/09/2022;Đang thực hiện;\r\n");
+    // Windows-1258 has â ê ô ă ơ ư đ precomposed, and the five tones as combining marks.
+    let tone = |c: char| matches!(c, '\u{300}' | '\u{301}' | '\u{303}' | '\u{309}' | '\u{323}');
+    let decomposed: String = text
+        .chars()
+        .flat_map(|c| {
+            let parts: Vec<char> = c.to_string().nfd().collect();
+            let base: String = parts.iter().filter(|p| !tone(**p)).collect::<String>().nfc().collect();
+            let marks: String = parts.iter().filter(|p| tone(**p)).collect();
+            format!("{base}{marks}").chars().collect::<Vec<_>>()
+        })
+        .collect();
+    let (bytes, _, unmappable) = encoding_rs::WINDOWS_1258.encode(&decomposed);
+    assert!(!unmappable, "every letter has a Windows-1258 form");
+    assert!(std::str::from_utf8(&bytes).is_err(), "not UTF-8");
+    let legacy = dir.path().join("legacy.csv");
+    std::fs::write(&legacy, &bytes).unwrap();
+    let out = nv.ok(&["import", "--source", "so-theo-doi", legacy.to_str().unwrap()]);
+    assert!(out.contains("applied 1, rejected 0"), "{out}");
+    let h = history(&nv, "L-01");
+    assert_eq!(h["directive"]["title"], "Việc cũ");
+    assert_eq!(h["directive"]["assignee"], "ttv_hieu");
+}
+
+#[tokio::test]
+async fn the_daemon_syncs_on_schedule_and_a_directive_closed_without_result_reaches_its_people_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("so.csv");
+    std::fs::write(&export, csv(&["C-01;Thực hiện Quyết định;NV1;ttv_khoa;30/09/2022;Đang thực hiện;"])).unwrap();
+    // The scan runs once an hour: only the source's own schedule can bring the news in time.
+    let mut nv = agency_with_source(Backend::Sqlite, dir.path(), &export, "schedule = \"*/1 * * * * *\"").await;
+    nv.set("NHACVIEC__SCHEDULE__SCAN", "0 0 * * * *");
+    for (k, v) in support::any_hour() {
+        nv.set(&k, &v);
+    }
+    let mut daemon = nv.command(&["run", "--at", support::DAEMON_AT]).spawn().unwrap();
+    let mail = dir.path().join("mail");
+    let alarms = || -> usize {
+        std::fs::read_dir(&mail).map_or(0, |entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("C-01")))
+                .count()
+        })
+    };
+    support::wait_for("the first sync", std::time::Duration::from_secs(30), || {
+        nv.run(&["history", "C-01"]).status.success()
+    });
+    let before = alarms();
+    // The document system ends it without a result.
+    std::fs::write(&export, csv(&["C-01;Thực hiện Quyết định;NV1;ttv_khoa;30/09/2022;Kết thúc;04/10/2022"])).unwrap();
+    // The assignee, the unit head and the block leader are told, without waiting for the scan.
+    support::wait_for("the closed-without-result alarm", std::time::Duration::from_secs(30), || alarms() >= before + 3);
+    let _ = std::process::Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    assert!(daemon.wait().unwrap().success());
+}
