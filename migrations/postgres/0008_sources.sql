@@ -24,6 +24,8 @@ CREATE TABLE source_runs (
     rows_rejected BIGINT NOT NULL,
     changed BIGINT NOT NULL,
     content_hash TEXT,
+    etag TEXT,
+    last_modified TEXT,
     failures_in_row BIGINT NOT NULL,
     last_success_at BIGINT,
     problems TEXT NOT NULL

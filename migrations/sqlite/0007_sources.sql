@@ -24,6 +24,8 @@ CREATE TABLE source_runs (
     rows_rejected INTEGER NOT NULL,
     changed INTEGER NOT NULL,
     content_hash TEXT,
+    etag TEXT,
+    last_modified TEXT,
     failures_in_row INTEGER NOT NULL,
     last_success_at INTEGER,
     problems TEXT NOT NULL

@@ -4,7 +4,7 @@
 //! cancel more than `max_missing_percent` of the source's live directives, is refused. One
 //! run is one transaction, and an unchanged source (same content hash) is skipped.
 
-use super::fetch::fetch;
+use super::fetch::{fetch, Part};
 use super::map::{map_rows, origin, Directory};
 use super::table;
 use crate::calendar::Calendar;
@@ -33,6 +33,10 @@ pub struct SyncReport {
     /// Rejected rows and header problems, or why the run was refused or failed.
     pub problems: Vec<String>,
     pub dry_run: bool,
+    /// Failed or refused runs in a row, this one included (0 after one that applied).
+    pub failures_in_row: i64,
+    /// The same, before this run.
+    pub failures_before: i64,
 }
 
 impl SyncReport {
@@ -54,8 +58,8 @@ pub async fn sync_source(
     let previous = store.source_runs().await?.into_iter().find(|r| r.source == source.name);
     let mut report = SyncReport { source: source.name.clone(), dry_run, ..SyncReport::default() };
     let outcome = run(store, source, calendar, clock, dry_run, previous.as_ref(), &mut report).await;
-    let hash = match outcome {
-        Ok(hash) => hash,
+    let fetched = match outcome {
+        Ok(fetched) => Some(fetched),
         Err(Stop::Refused(reason)) => {
             report.result = "refused".into();
             report.problems.insert(0, reason);
@@ -70,22 +74,33 @@ pub async fn sync_source(
     };
     if !dry_run {
         let failures = if report.refused() { previous.as_ref().map_or(0, |p| p.failures_in_row) + 1 } else { 0 };
+        report.failures_in_row = failures;
+        report.failures_before = previous.as_ref().map_or(0, |p| p.failures_in_row);
         let finished = clock.now().timestamp();
         let last_success =
             if report.refused() { previous.as_ref().and_then(|p| p.last_success_at) } else { Some(finished) };
-        let kept_hash =
-            if report.result == "unchanged" { previous.as_ref().and_then(|p| p.content_hash.clone()) } else { hash };
+        let (hash, etag, last_modified) = match fetched {
+            Some(f) => (Some(f.hash), f.etag, f.last_modified),
+            None => (None, None, None),
+        };
+        // An unchanged run keeps the counts of the run that applied the content.
+        let counts = match (report.result.as_str(), previous.as_ref()) {
+            ("unchanged", Some(p)) => (p.rows_read, p.rows_applied, p.rows_rejected),
+            _ => (count(report.rows_read), count(report.rows_applied), count(report.rows_rejected)),
+        };
         store
             .record_source_run(&SourceRun {
                 source: source.name.clone(),
                 started_at: started,
                 finished_at: finished,
                 result: report.result.clone(),
-                rows_read: count(report.rows_read),
-                rows_applied: count(report.rows_applied),
-                rows_rejected: count(report.rows_rejected),
+                rows_read: counts.0,
+                rows_applied: counts.1,
+                rows_rejected: counts.2,
                 changed: count(report.changed),
-                content_hash: kept_hash,
+                content_hash: hash,
+                etag,
+                last_modified,
                 failures_in_row: failures,
                 last_success_at: last_success,
                 problems: report.problems.join("\n"),
@@ -154,7 +169,7 @@ impl From<crate::store::StoreError> for Stop {
     }
 }
 
-/// The run itself; the content hash of what it read, for the run record.
+/// The run itself; what it read (its hash and HTTP validators), for the run record.
 async fn run(
     store: &Store,
     source: &Source,
@@ -163,23 +178,31 @@ async fn run(
     dry_run: bool,
     previous: Option<&SourceRun>,
     report: &mut SyncReport,
-) -> Result<Option<String>, Stop> {
-    let content = fetch(source).map_err(|e| Stop::Failed(format!("source {:?}: {e}", source.name)))?;
-    let unchanged =
-        previous.is_some_and(|p| p.content_hash.as_deref() == Some(content.hash.as_str()) && p.result == "ok");
+) -> Result<super::fetch::Content, Stop> {
+    let mut content =
+        fetch(source, previous).await.map_err(|e| Stop::Failed(format!("source {:?}: {e}", source.name)))?;
+    let applied_before = previous.filter(|p| p.result == "ok" || p.result == "unchanged");
+    let unchanged = content.not_modified
+        || applied_before.is_some_and(|p| p.content_hash.as_deref() == Some(content.hash.as_str()));
     if unchanged && !dry_run {
         report.result = "unchanged".into();
-        return Ok(Some(content.hash));
+        content.parts.clear();
+        return Ok(content);
     }
     let units = store.units().await?;
     let people = store.people().await?;
     let directory = Directory::new(&units, &people);
     let mut rows: Vec<SourceRow> = Vec::new();
     let mut file_name = format!("source {:?}", source.name);
-    for (name, bytes) in &content.files {
-        let format = source.format.ok_or_else(|| Stop::Failed("no format".into()))?;
-        let table = table::read(format, bytes, &source.sheet)
-            .map_err(|e| Stop::Failed(format!("source {:?}: {name}: {e}", source.name)))?;
+    for part in std::mem::take(&mut content.parts) {
+        let table = match part {
+            Part::Table(table) => table,
+            Part::Bytes { name, bytes } => {
+                let format = source.format.ok_or_else(|| Stop::Failed("no format".into()))?;
+                table::read(format, &bytes, &source.sheet)
+                    .map_err(|e| Stop::Failed(format!("source {:?}: {name}: {e}", source.name)))?
+            }
+        };
         file_name = origin(source, &table);
         let (mapped, issues) =
             map_rows(source, &table, &directory).map_err(|issue| Stop::Refused(issue.to_string()))?;
@@ -227,7 +250,7 @@ async fn run(
     if !dry_run {
         import.commit().await?;
     }
-    Ok(Some(content.hash))
+    Ok(content)
 }
 
 /// A row that leaves a field out keeps the directive's current value of it: a source may

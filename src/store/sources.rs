@@ -37,6 +37,9 @@ pub struct SourceRun {
     /// Directives created, changed or cancelled.
     pub changed: i64,
     pub content_hash: Option<String>,
+    /// The HTTP validators of the last answer (`http` sources).
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
     pub failures_in_row: i64,
     pub last_success_at: Option<i64>,
     /// The problems of the run, one per line.
@@ -151,14 +154,16 @@ impl Store {
         let mut marks = self.marks();
         let sql = format!(
             "INSERT INTO source_runs (source, started_at, finished_at, result, rows_read, rows_applied, rows_rejected,
-                                      changed, content_hash, failures_in_row, last_success_at, problems)
+                                      changed, content_hash, etag, last_modified, failures_in_row, last_success_at,
+                                      problems)
              VALUES {} ON CONFLICT (source) DO UPDATE SET started_at = excluded.started_at,
                 finished_at = excluded.finished_at, result = excluded.result, rows_read = excluded.rows_read,
                 rows_applied = excluded.rows_applied, rows_rejected = excluded.rows_rejected,
-                changed = excluded.changed, content_hash = excluded.content_hash,
+                changed = excluded.changed, content_hash = excluded.content_hash, etag = excluded.etag,
+                last_modified = excluded.last_modified,
                 failures_in_row = excluded.failures_in_row, last_success_at = excluded.last_success_at,
                 problems = excluded.problems",
-            marks.tuple(12)
+            marks.tuple(14)
         );
         sqlx::query(&sql)
             .bind(run.source.as_str())
@@ -170,6 +175,8 @@ impl Store {
             .bind(run.rows_rejected)
             .bind(run.changed)
             .bind(run.content_hash.clone())
+            .bind(run.etag.clone())
+            .bind(run.last_modified.clone())
             .bind(run.failures_in_row)
             .bind(run.last_success_at)
             .bind(run.problems.as_str())
@@ -182,7 +189,8 @@ impl Store {
     pub async fn source_runs(&self) -> Result<Vec<SourceRun>> {
         let rows = sqlx::query_as::<_, SourceRun>(
             "SELECT source, started_at, finished_at, result, rows_read, rows_applied, rows_rejected, changed,
-                    content_hash, failures_in_row, last_success_at, problems FROM source_runs ORDER BY source",
+                    content_hash, etag, last_modified, failures_in_row, last_success_at, problems
+               FROM source_runs ORDER BY source",
         )
         .fetch_all(&self.pool)
         .await?;

@@ -28,11 +28,15 @@ const HEADER: &str = "Mã nhiệm vụ;Trích yếu;Đơn vị chủ trì;Ngư�
 
 /// The sample agency, and a configuration with one source reading `path`.
 async fn agency_with_source(backend: Backend, dir: &Path, path: &Path, extra: &str) -> Nhacviec {
+    let location = format!("kind = \"file\"\npath = {:?}\n{extra}", path.display().to_string());
+    agency_with(backend, dir, &location, MAPPING).await
+}
+
+/// The sample agency, and a configuration with one source `so-theo-doi`: `location` (kind,
+/// path or URL, …) and `mapping` (its columns and values tables).
+async fn agency_with(backend: Backend, dir: &Path, location: &str, mapping: &str) -> Nhacviec {
     let config = dir.join("nhacviec.toml");
-    let text = format!(
-        "[[sources]]\nname = \"so-theo-doi\"\nkind = \"file\"\npath = {:?}\n{extra}\n{MAPPING}",
-        path.display().to_string()
-    );
+    let text = format!("[[sources]]\nname = \"so-theo-doi\"\n{location}\n{mapping}");
     std::fs::write(&config, text).unwrap();
     let nv = Nhacviec::new(&fresh_database(backend, dir).await, dir)
         .with("NHACVIEC_CONFIG", config.to_str().unwrap())
@@ -245,4 +249,107 @@ async fn the_daemon_syncs_on_schedule_and_a_directive_closed_without_result_reac
     support::wait_for("the closed-without-result alarm", std::time::Duration::from_secs(30), || alarms() >= before + 3);
     let _ = std::process::Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
     assert!(daemon.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn a_json_endpoint_is_read_with_its_token_and_an_unchanged_one_costs_a_304() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let rows = serde_json::json!({"data": [
+        {"Mã nhiệm vụ": "H-01", "Trích yếu": "Trả lời đơn", "Đơn vị chủ trì": "TCD", "Người thụ lý": "Lý Minh Hiếu",
+         "Hạn xử lý": "20/09/2022", "Tình trạng": "Đang thực hiện"}
+    ]});
+    std::fs::write(served.join("export.json"), rows.to_string()).unwrap();
+    let peer = support::EtagPeer::start(&served, Some("s3cret"));
+    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+    let location = format!(
+        "kind = \"http\"\nurl = \"http://127.0.0.1:{}/export.json\"\ntoken_file = {:?}",
+        peer.port,
+        dir.path().join("token").display().to_string()
+    );
+    let nv = agency_with(Backend::Postgres, dir.path(), &location, MAPPING).await;
+    let out = nv.ok(&["sync"]);
+    assert!(out.contains("1 row(s) read, applied 1, rejected 0"), "{out}");
+    assert_eq!(history(&nv, "H-01")["directive"]["due_on"], "2022-09-20");
+    let out = nv.ok(&["sync"]);
+    assert!(out.contains("unchanged"), "{out}");
+    let requests = peer.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0]["authorization"], "Bearer s3cret");
+    assert_eq!(requests[1]["status"], 304, "the second asked If-None-Match: {requests:?}");
+    // A wrong token: the run fails, naming the answer, and changes nothing.
+    std::fs::write(dir.path().join("token"), "wrong\n").unwrap();
+    let out = nv.run(&["sync"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("HTTP 401"), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+const SQL_MAPPING: &str = r#"
+[sources.columns]
+ma = "code"
+trich_yeu = "title"
+don_vi = "unit"
+nguoi_thu_ly = "assignee"
+han = "due_on"
+tinh_trang = "status"
+[sources.values.status]
+"Đang xử lý" = "in_progress"
+"#;
+
+#[tokio::test]
+async fn a_document_systems_view_on_mariadb_and_on_postgresql_is_read_with_native_dates() {
+    use sqlx::Connection;
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        // MariaDB: the document system's own database, read through a view.
+        let url = support::fresh_mysql_database().await;
+        let mut conn = sqlx::MySqlConnection::connect(&url).await.unwrap();
+        for sql in [
+            "CREATE TABLE van_ban (so_hieu VARCHAR(64) PRIMARY KEY, noi_dung TEXT, phong VARCHAR(16),
+                                   can_bo VARCHAR(200), han_xu_ly DATE, trang_thai VARCHAR(64))",
+            "INSERT INTO van_ban VALUES ('VB-01', 'Xử lý văn bản đến số 12', 'NV2', 'Bùi Trọng Nghĩa', '2022-09-16', 'Đang xử lý'),
+                                        ('VB-02', 'Văn bản số 13', 'NV2', 'ttv_trang', NULL, 'Đang xử lý')",
+            "CREATE VIEW v_nhiem_vu AS SELECT so_hieu AS ma, noi_dung AS trich_yeu, phong AS don_vi,
+                                   can_bo AS nguoi_thu_ly, han_xu_ly AS han, trang_thai AS tinh_trang FROM van_ban",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        let location =
+            format!("kind = \"sql\"\nurl = {url:?}\nquery = \"SELECT * FROM v_nhiem_vu\"\nmode = \"changes\"");
+        let nv = agency_with(backend, dir.path(), &location, SQL_MAPPING).await;
+        let out = nv.ok(&["sync"]);
+        assert!(out.contains("2 row(s) read, applied 2, rejected 0"), "{backend:?}: {out}");
+        let h = history(&nv, "VB-01");
+        assert_eq!(h["directive"]["due_on"], "2022-09-16", "a DATE column needs no pattern");
+        assert_eq!(h["directive"]["assignee"], "ttv_nghia");
+        assert_eq!(h["directive"]["status"], "in_progress");
+        // The query runs read-only: a statement that writes is refused by the server.
+        let config = dir.path().join("nhacviec.toml");
+        let text = std::fs::read_to_string(&config).unwrap().replace("SELECT * FROM v_nhiem_vu", "DELETE FROM van_ban");
+        std::fs::write(&config, text).unwrap();
+        assert!(!nv.run(&["sync"]).status.success());
+        let rows: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM van_ban").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(rows.0, 2, "nothing deleted");
+
+        // PostgreSQL as a source too.
+        let pg = support::fresh_pg_database().await;
+        let mut pgc = sqlx::PgConnection::connect(&pg).await.unwrap();
+        sqlx::query(
+            "CREATE TABLE nv (ma TEXT, trich_yeu TEXT, don_vi TEXT, nguoi_thu_ly TEXT, han DATE, tinh_trang TEXT)",
+        )
+        .execute(&mut pgc)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO nv VALUES ('PG-01', 'Từ PostgreSQL', 'NV3', 'tp_nv3', '2022-09-21', 'Đang xử lý')")
+            .execute(&mut pgc)
+            .await
+            .unwrap();
+        let location = format!("kind = \"sql\"\nurl = {pg:?}\nquery = \"SELECT * FROM nv\"\nmode = \"changes\"");
+        let dir2 = tempfile::tempdir().unwrap();
+        let nv = agency_with(backend, dir2.path(), &location, SQL_MAPPING).await;
+        let out = nv.ok(&["sync"]);
+        assert!(out.contains("applied 1"), "{out}");
+        assert_eq!(history(&nv, "PG-01")["directive"]["due_on"], "2022-09-21");
+    }
 }

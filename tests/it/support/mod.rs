@@ -28,6 +28,71 @@ pub fn pg_admin_url() -> String {
     std::env::var("NHACVIEC_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// The MariaDB (MySQL) server the SQL-source tests read from.
+pub fn mysql_admin_url() -> String {
+    std::env::var("NHACVIEC_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+/// A fresh MariaDB database for one test, its URL. Panics (never skips) when no server answers.
+pub async fn fresh_mysql_database() -> String {
+    use sqlx::Connection;
+    let admin = mysql_admin_url();
+    let mut conn = sqlx::MySqlConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("MariaDB is not reachable at {admin} ({e}). Run the suite with scripts/test, which starts one.")
+    });
+    let name = format!("nhacviec_src_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")).execute(&mut conn).await.unwrap();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_string();
+    format!("{base}/{name}")
+}
+
+/// A static HTTP server with ETags (tests/peers/etag_server.py) serving `dir`.
+pub struct EtagPeer {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl EtagPeer {
+    // The child is handed to EtagPeer, whose Drop kills and waits for it.
+    #[allow(clippy::zombie_processes)]
+    pub fn start(dir: &Path, token: Option<&str>) -> EtagPeer {
+        let port_file = dir.join(format!("etag-port-{}", uuid::Uuid::new_v4().simple()));
+        let log = dir.join("etag-requests.jsonl");
+        let mut command = Command::new(python());
+        command.arg(repo().join("tests/peers/etag_server.py")).arg("--dir").arg(dir).arg("--port-file").arg(&port_file);
+        command.arg("--log").arg(&log);
+        if let Some(token) = token {
+            command.args(["--token", token]);
+        }
+        let child = command.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("start etag_server.py");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(port) = std::fs::read_to_string(&port_file).ok().and_then(|t| t.trim().parse().ok()) {
+                return EtagPeer { child, port, log };
+            }
+            assert!(Instant::now() < deadline, "the ETag server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every request so far: path, status, If-None-Match, Authorization.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for EtagPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Creates a fresh PostgreSQL database for one test and returns its URL. Panics (never
 /// skips) when no server answers: CI must exercise PostgreSQL.
 pub async fn fresh_pg_database() -> String {
