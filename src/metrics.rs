@@ -77,7 +77,21 @@ pub struct Metrics {
     scan_failure: Mutex<Option<String>>,
     /// Why delivery is paused as a whole (the server unreachable or misconfigured).
     delivery_blocked: Mutex<Option<String>>,
+    /// Per source: its runs by result, rows applied and rejected, last successful run.
+    sources: Mutex<BTreeMap<String, SourceCounts>>,
 }
+
+/// One source's counters.
+#[derive(Debug, Clone, Default)]
+struct SourceCounts {
+    runs: BTreeMap<&'static str, u64>,
+    applied: u64,
+    rejected: u64,
+    last_success: Option<i64>,
+}
+
+/// The results a source run can have.
+const SOURCE_RESULTS: [&str; 4] = ["ok", "unchanged", "refused", "failed"];
 
 /// The reason a failed scan shows when nothing named it.
 const UNNAMED_SCAN_FAILURE: &str = "the last scan failed";
@@ -121,6 +135,30 @@ impl Metrics {
         } else {
             self.scans_error.fetch_add(1, Ordering::Relaxed);
             failure.get_or_insert_with(|| UNNAMED_SCAN_FAILURE.to_string());
+        }
+    }
+
+    /// Makes a source's series exist at 0 from the start.
+    pub fn declare_source(&self, source: &str) {
+        let mut sources = self.sources.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let counts = sources.entry(source.to_string()).or_default();
+        for result in SOURCE_RESULTS {
+            counts.runs.entry(result).or_insert(0);
+        }
+    }
+
+    /// Counts one finished run of `source`: its result (ok, unchanged, refused, failed), its
+    /// rows applied and rejected, and, when it applied, the time it ended.
+    pub fn record_source_run(&self, source: &str, result: &str, applied: u64, rejected: u64, finished_unix: i64) {
+        let mut sources = self.sources.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let counts = sources.entry(source.to_string()).or_default();
+        if let Some(result) = SOURCE_RESULTS.iter().find(|r| **r == result) {
+            *counts.runs.entry(result).or_insert(0) += 1;
+        }
+        counts.applied += applied;
+        counts.rejected += rejected;
+        if matches!(result, "ok" | "unchanged") {
+            counts.last_success = Some(finished_unix);
         }
     }
 
@@ -173,6 +211,7 @@ impl Metrics {
             scans_error: self.scans_error.load(Ordering::Relaxed),
             last_success: self.last_successful_scan(),
             delivery_blocked: self.delivery_blocked().is_some(),
+            sources: self.sources.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(scrape));
@@ -202,6 +241,7 @@ struct Scrape {
     scans_error: u64,
     last_success: Option<i64>,
     delivery_blocked: bool,
+    sources: BTreeMap<String, SourceCounts>,
 }
 
 /// A gauge in whole numbers when it is one (`2`, as before, rather than the crate's `2.0`).
@@ -298,7 +338,52 @@ impl Collector for Scrape {
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(i64::from(self.delivery_blocked)).encode(blocked)
+        ConstGauge::new(i64::from(self.delivery_blocked)).encode(blocked)?;
+        self.encode_sources(&mut encoder)
+    }
+}
+
+impl Scrape {
+    fn encode_sources(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if self.sources.is_empty() {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(
+            "nhacviec_source_runs",
+            "Runs of each source, by result (ok, unchanged: skipped by content hash or HTTP 304, refused, failed).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (source, counts) in &self.sources {
+            for (result, n) in &counts.runs {
+                ConstCounter::new(*n)
+                    .encode(family.encode_family(&[("source", source.as_str()), ("result", *result)])?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "nhacviec_source_rows",
+            "Rows of each source applied or rejected (a rejected row keeps the directive as it was).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (source, counts) in &self.sources {
+            for (outcome, n) in [("applied", counts.applied), ("rejected", counts.rejected)] {
+                ConstCounter::new(n)
+                    .encode(family.encode_family(&[("source", source.as_str()), ("outcome", outcome)])?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "nhacviec_source_last_success_timestamp_seconds",
+            "Unix time the source's last applied (or unchanged) run ended.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (source, counts) in &self.sources {
+            if let Some(at) = counts.last_success {
+                ConstGauge::new(at).encode(family.encode_family(&[("source", source.as_str())])?)?;
+            }
+        }
+        Ok(())
     }
 }
 

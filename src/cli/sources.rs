@@ -60,6 +60,7 @@ pub async fn sync(config: Arc<Config>, names: &[String], dry_run: bool) -> anyho
     for source in chosen(&config, names)? {
         let report = sync_source(&app.store, source, &calendar, &app.clock, dry_run).await?;
         print_report(&mut out, &report)?;
+        crate::source::alert::tell_admin(&config, &report, &app.clock).await;
         if report.refused() {
             refused.push(source.name.clone());
         }

@@ -52,6 +52,17 @@ pub struct Settings {
     /// `[[sources]]`: where directives, units and people are synced from.
     #[serde(default)]
     pub sources: Vec<SourceSettings>,
+    #[serde(default)]
+    pub admin: Admin,
+}
+
+/// Who runs the service: told when a source keeps failing, and when it recovers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// The administrator's address; empty: nobody is told (the log and /metrics still say).
+    #[serde(default)]
+    pub email: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -364,6 +375,9 @@ impl Config {
             )
         })?;
         let sources = sources::validate(&raw.sources)?;
+        if !raw.admin.email.trim().is_empty() && raw.admin.email.trim().parse::<lettre::Address>().is_err() {
+            return Err(key_error("admin.email", format!("{:?} is not an email address", raw.admin.email)));
+        }
         let reply_to = match raw.mail.reply_to.trim() {
             "" => None,
             text => Some(text.parse().map_err(|e| {

@@ -89,6 +89,9 @@ pub async fn run(config: Arc<Config>, clock: Arc<Clock>) -> anyhow::Result<()> {
     })
     .with_context(|| format!("schedule.scan {:?} cannot be scheduled", schedule.scan))?;
     scheduler.add(job).await.context("cannot add the scan job")?;
+    for source in &config.sources {
+        app.metrics.declare_source(&source.name);
+    }
     // Each scheduled source wakes the loop with its name; the loop syncs it between scans.
     let (sync_wake, mut sync_woken) = mpsc::channel::<String>(16);
     for source in config.sources.iter().filter(|s| s.cron.is_some()) {
@@ -204,7 +207,19 @@ async fn sync_scheduled(app: &App, config: &Config, name: &str) -> bool {
         }
     };
     match crate::source::sync_source(&app.store, source, &calendar, &app.clock, false).await {
-        Ok(report) => report.changed > 0,
+        Ok(report) => {
+            let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+            let finished = crate::clock::wall_seconds();
+            app.metrics.record_source_run(
+                name,
+                &report.result,
+                count(report.rows_applied),
+                count(report.rows_rejected),
+                finished,
+            );
+            crate::source::alert::tell_admin(config, &report, &app.clock).await;
+            report.changed > 0
+        }
         Err(e) => {
             tracing::error!(source = name, error = %format!("{e:#}"), "source not synced: the database refused the run");
             false

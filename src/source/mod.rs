@@ -3,6 +3,7 @@
 //! nhacviec's fields ([`map`]), validated row by row as `import` validates a file, then
 //! applied in one transaction ([`sync`]) with every change in the directive's history.
 
+pub mod alert;
 pub mod fetch;
 pub mod map;
 pub mod sync;

@@ -226,6 +226,8 @@ async fn the_daemon_syncs_on_schedule_and_a_directive_closed_without_result_reac
     // The scan runs once an hour: only the source's own schedule can bring the news in time.
     let mut nv = agency_with_source(Backend::Sqlite, dir.path(), &export, "schedule = \"*/1 * * * * *\"").await;
     nv.set("NHACVIEC__SCHEDULE__SCAN", "0 0 * * * *");
+    let port = support::free_port();
+    nv.set("NHACVIEC__HTTP__LISTEN", &format!("127.0.0.1:{port}"));
     for (k, v) in support::any_hour() {
         nv.set(&k, &v);
     }
@@ -247,8 +249,57 @@ async fn the_daemon_syncs_on_schedule_and_a_directive_closed_without_result_reac
     std::fs::write(&export, csv(&["C-01;Thực hiện Quyết định;NV1;ttv_khoa;30/09/2022;Kết thúc;04/10/2022"])).unwrap();
     // The assignee, the unit head and the block leader are told, without waiting for the scan.
     support::wait_for("the closed-without-result alarm", std::time::Duration::from_secs(30), || alarms() >= before + 3);
+    // /metrics counts the source's runs and rows, and when it last worked.
+    let (status, metrics) = support::http_get(port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    let runs = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"nhacviec_source_runs_total{source="so-theo-doi",result="ok"}"#))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(runs.rsplit(' ').next().unwrap().parse::<u64>().unwrap() >= 2, "{runs}");
+    assert!(metrics.contains(r#"nhacviec_source_rows_total{source="so-theo-doi",outcome="applied"}"#), "{metrics}");
+    assert!(metrics.contains(r#"nhacviec_source_last_success_timestamp_seconds{source="so-theo-doi"}"#));
     let _ = std::process::Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
     assert!(daemon.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn the_administrator_is_told_once_when_a_source_keeps_failing_and_once_when_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = support::SmtpPeer::start(dir.path(), &[]);
+    let export = dir.path().join("missing.csv");
+    let mut nv = agency_with_source(Backend::Sqlite, dir.path(), &export, "alert_after = 2").await;
+    for (k, v) in peer.env() {
+        nv.set(&k, &v);
+    }
+    nv.set("NHACVIEC__ADMIN__EMAIL", "admin@thanhtra.example.gov.vn");
+    for _ in 0..3 {
+        let out = nv.run(&["sync"]);
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("cannot read"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let alerts = |mails: &[support::Mail]| -> Vec<String> {
+        mails
+            .iter()
+            .filter(|m| m.to == ["admin@thanhtra.example.gov.vn".to_string()])
+            .filter_map(|m| m.subject.clone())
+            .collect()
+    };
+    assert_eq!(
+        alerts(&peer.messages()),
+        [r#"[nhacviec] Nguồn dữ liệu "so-theo-doi" lỗi 2 lần liên tiếp"#],
+        "once, at the second failure"
+    );
+    std::fs::write(&export, csv(&["R-01;Việc;NV1;ttv_khoa;30/09/2022;Đang thực hiện;"])).unwrap();
+    nv.ok(&["sync"]);
+    nv.ok(&["sync"]);
+    let subjects = alerts(&peer.messages());
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert_eq!(subjects[1], r#"[nhacviec] Nguồn dữ liệu "so-theo-doi" đã hoạt động trở lại"#);
 }
 
 #[tokio::test]
