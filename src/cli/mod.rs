@@ -399,9 +399,11 @@ async fn preview(
     let today = now.date_naive();
     let directives = app.report_directives(today).await?;
     let stage = if monthly { Stage::Month { year: today.year(), month: today.month() } } else { Stage::week_of(today) };
+    let extensions = crate::report::week_extensions(&app.store, &snapshot, today, app.config.timezone).await?;
     let input = ReportInput {
         snapshot: &snapshot,
         directives: &directives,
+        extensions: &extensions,
         calendar: &calendar,
         policy: &app.config.policy,
         today,

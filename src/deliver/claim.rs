@@ -8,7 +8,9 @@ use super::{Deliverer, DeliveryStats, Phases};
 use crate::calendar::Calendar;
 use crate::domain::{Directive, Ladder, MessageKind, Notice, NoticeKind, Status, Superseded};
 use crate::plan::{plan_bounces, plan_directive, Snapshot};
-use crate::report::{audience_of, deferred_to_digest, render_report, report_still_owed, report_window, ReportInput};
+use crate::report::{
+    audience_of, deferred_to_digest, render_report, report_still_owed, report_window, week_extensions, ReportInput,
+};
 use crate::store::{ClaimedMessage, NewMessage, StoreError};
 use chrono::{DateTime, NaiveDate};
 use chrono_tz::Tz;
@@ -111,7 +113,15 @@ impl Deliverer<'_> {
         let today = now.date_naive();
         let (since, due_from, due_until) = report_window(today);
         let directives = self.store.report_directives(since, due_from, due_until).await?;
-        let input = ReportInput { snapshot, directives: &directives, calendar, policy: &self.config.policy, today };
+        let extensions = week_extensions(self.store, snapshot, today, now.timezone()).await?;
+        let input = ReportInput {
+            snapshot,
+            directives: &directives,
+            extensions: &extensions,
+            calendar,
+            policy: &self.config.policy,
+            today,
+        };
         for notice in notices {
             let verdict =
                 report_still_owed(&notice.stage, today, calendar, &self.config.report_schedule).and_then(|()| {

@@ -20,7 +20,7 @@ use crate::plan::Snapshot;
 use crate::render::{RenderError, Rendered};
 use crate::report::monthly::{monthly_report, report_owed_month};
 use crate::report::render::DigestRenderer;
-use crate::report::weekly::{weekly_digest, Audience, WINDOW_DAYS};
+use crate::report::weekly::{weekly_digest, Audience, Extension, ItemHeading, WINDOW_DAYS};
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate};
 use chrono_tz::Tz;
 
@@ -180,6 +180,57 @@ fn bounce_flags(snapshot: &Snapshot, units: &[Unit], audience: &Audience) -> Vec
         .collect()
 }
 
+/// The extensions a weekly digest on `today` lists: due dates moved later since a week before.
+pub async fn week_extensions(
+    store: &crate::store::Store,
+    snapshot: &Snapshot,
+    today: NaiveDate,
+    tz: Tz,
+) -> Result<Vec<Extension>, crate::store::StoreError> {
+    let since_day = today.checked_sub_days(Days::new(WINDOW_DAYS)).unwrap_or(today);
+    let since =
+        since_day.and_hms_opt(0, 0, 0).and_then(|t| t.and_local_timezone(tz).earliest()).map_or(0, |t| t.timestamp());
+    let end_of_today = today
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .and_then(|t| t.and_local_timezone(tz).earliest())
+        .map_or(i64::MAX, |t| t.timestamp());
+    let mut history = store.changes_since("due_on", since).await?;
+    // A digest of a past week (a preview with --at) lists what was extended in that week only.
+    history.retain(|h| h.at < end_of_today);
+    if history.is_empty() {
+        return Ok(Vec::new());
+    }
+    let codes: Vec<String> = history.iter().map(|h| h.code.clone()).collect();
+    let directives = store.directives_by_code(&codes).await?;
+    Ok(extensions_of(&history, &directives, &snapshot.people))
+}
+
+/// The extensions of the digest's week: each `due_on` moved later in `history` (the changes
+/// since a week before `today`), for a directive the store still holds.
+pub fn extensions_of(
+    history: &[crate::store::HistoryRow],
+    directives: &[Directive],
+    people: &std::collections::HashMap<String, Person>,
+) -> Vec<Extension> {
+    history
+        .iter()
+        .filter(|h| h.field == "due_on")
+        .filter_map(|h| {
+            let old_due = NaiveDate::parse_from_str(h.old_value.as_deref()?, "%Y-%m-%d").ok()?;
+            let new_due = NaiveDate::parse_from_str(h.new_value.as_deref()?, "%Y-%m-%d").ok()?;
+            let directive = directives.iter().find(|d| d.code == h.code)?;
+            (new_due > old_due).then(|| Extension {
+                heading: ItemHeading::of(directive, people),
+                unit: directive.unit.clone(),
+                old_due,
+                new_due,
+                by: h.origin.clone(),
+            })
+        })
+        .collect()
+}
+
 /// The store selection reports on `today` are built from: (closed or completed since,
 /// due from, due until) — the digest's week back, and the whole month with the days before
 /// it whose due dates roll forward into it.
@@ -195,6 +246,8 @@ pub fn report_window(today: NaiveDate) -> (NaiveDate, NaiveDate, NaiveDate) {
 pub struct ReportInput<'a> {
     pub snapshot: &'a Snapshot,
     pub directives: &'a [Directive],
+    /// Due dates moved later in the past week, for the weekly digest.
+    pub extensions: &'a [Extension],
     pub calendar: &'a Calendar,
     pub policy: &'a Policy,
     pub today: NaiveDate,
@@ -210,7 +263,7 @@ pub fn render_report(
 ) -> Result<Rendered, RenderError> {
     let mut units: Vec<Unit> = input.snapshot.units.values().cloned().collect();
     units.sort_by(|a, b| a.code.cmp(&b.code));
-    let ReportInput { snapshot, directives, calendar, policy, today } = *input;
+    let ReportInput { snapshot, directives, extensions, calendar, policy, today } = *input;
     match *stage {
         Stage::Month { year, month } => {
             let report =
@@ -220,6 +273,7 @@ pub fn render_report(
         _ => {
             let mut digest = weekly_digest(&units, &snapshot.people, directives, calendar, policy, audience, today);
             digest.flags.extend(bounce_flags(input.snapshot, &units, audience));
+            digest.add_extensions(extensions);
             renderer.render_weekly(&digest, person)
         }
     }

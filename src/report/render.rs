@@ -8,7 +8,9 @@
 use crate::domain::Person;
 use crate::render::{add_templates, reply_note, vn_date, RenderError, Rendered};
 use crate::report::monthly::{MonthlyCategory, MonthlyCounts, MonthlyItem, MonthlyReport};
-use crate::report::weekly::{Audience, DigestCounts, DigestItem, ItemHeading, UnitSection, WeeklyDigest, WINDOW_DAYS};
+use crate::report::weekly::{
+    Audience, DigestCounts, DigestItem, Extension, ItemHeading, UnitSection, WeeklyDigest, WINDOW_DAYS,
+};
 use chrono::{Datelike, Days, NaiveDate, Weekday};
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
@@ -182,6 +184,11 @@ fn completed_row(item: &DigestItem) -> Row {
     }
 }
 
+fn extended_row(item: &Extension) -> Row {
+    let detail = format!("Hạn cũ: {} – hạn mới: {} (nguồn: {})", vn_date(item.old_due), vn_date(item.new_due), item.by);
+    Row::new(&item.heading, "GIA HẠN".into(), BLUE, detail)
+}
+
 /// One titled list of a unit; only non-empty lists are shown.
 #[derive(Debug, Serialize)]
 struct SectionView {
@@ -220,6 +227,11 @@ fn unit_view(unit: &UnitSection, today: NaiveDate) -> UnitView {
         section("due_soon", format!("Đến hạn từ nay đến {until}"), &unit.due_soon, due_soon_row),
         section("closed", "Kết thúc chưa hoàn thành trong 7 ngày qua".into(), &unit.closed, closed_row),
         section("completed", "Hoàn thành trong 7 ngày qua".into(), &unit.completed, completed_row),
+        (!unit.extended.is_empty()).then(|| SectionView {
+            kind: "extended",
+            title: "Gia hạn trong 7 ngày qua".into(),
+            rows: unit.extended.iter().map(extended_row).collect(),
+        }),
     ];
     UnitView {
         code: unit.heading.code.clone(),

@@ -38,6 +38,17 @@ impl Audience {
     }
 }
 
+impl WeeklyDigest {
+    /// Lists each extension under its unit, when the digest covers that unit.
+    pub fn add_extensions(&mut self, extensions: &[Extension]) {
+        for extension in extensions {
+            if let Some(unit) = self.units.iter_mut().find(|u| u.heading.code == extension.unit) {
+                unit.extended.push(extension.clone());
+            }
+        }
+    }
+}
+
 /// The ISO week `date` falls in, as the digest names it: `2022-W36` (see [`Stage::week_of`]).
 pub fn iso_week(date: NaiveDate) -> String {
     Stage::week_of(date).to_string()
@@ -145,6 +156,18 @@ impl DigestCounts {
     }
 }
 
+/// A due date moved later in the digest's week (gia hạn), and who moved it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Extension {
+    #[serde(flatten)]
+    pub heading: ItemHeading,
+    pub unit: String,
+    pub old_due: NaiveDate,
+    pub new_due: NaiveDate,
+    /// The source that carried the change (`so-theo-doi`), or `import`.
+    pub by: String,
+}
+
 /// One unit of a digest, its lists in the order the leader reads them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UnitSection {
@@ -158,6 +181,8 @@ pub struct UnitSection {
     pub closed: Vec<DigestItem>,
     /// Completed in the past 7 days, most recent first.
     pub completed: Vec<DigestItem>,
+    /// Due dates moved later in the past 7 days.
+    pub extended: Vec<Extension>,
     pub counts: DigestCounts,
 }
 
@@ -350,6 +375,7 @@ fn unit_section(
         due_soon: Vec::new(),
         closed: Vec::new(),
         completed: Vec::new(),
+        extended: Vec::new(),
         counts: DigestCounts::default(),
     };
     let mut undated = 0;

@@ -206,6 +206,18 @@ impl Store {
         Ok(sqlx::query_as::<_, HistoryRow>(&sql).bind(code).fetch_all(&self.pool).await?)
     }
 
+    /// Every change to `field` of any directive at or after `since` (Unix seconds), oldest first.
+    pub async fn changes_since(&self, field: &str, since: i64) -> Result<Vec<HistoryRow>> {
+        let mut marks = self.marks();
+        let sql = format!(
+            "SELECT id, code, field, old_value, new_value, origin, at FROM directive_history
+              WHERE field = {} AND at >= {} ORDER BY at, id",
+            marks.mark(),
+            marks.mark()
+        );
+        Ok(sqlx::query_as::<_, HistoryRow>(&sql).bind(field).bind(since).fetch_all(&self.pool).await?)
+    }
+
     /// A directive's notices, oldest first, with their messages' attempts.
     pub async fn notices_of(&self, code: &str) -> Result<Vec<NoticeEvent>> {
         let sql = format!(

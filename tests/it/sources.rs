@@ -118,6 +118,12 @@ async fn a_csv_export_syncs_row_by_row_and_a_bad_row_is_named_and_keeps_the_dire
         assert_eq!(history(&nv, "NV-02")["directive"]["due_on"], "2022-09-30", "{backend:?}");
         let text = nv.ok(&["history", "NV-01"]);
         assert!(text.contains("gia hạn (extension): 2022-09-05 → 2022-09-15 (so-theo-doi)"), "{text}");
+        // The block leader's weekly digest lists the week's extension under its unit.
+        let digest = nv.ok(&["digest", "--leader", "pct_a"]);
+        let line =
+            digest.lines().position(|l| l.contains("Gia hạn trong 7 ngày qua")).unwrap_or_else(|| panic!("{digest}"));
+        assert!(digest.lines().skip(line).take(4).any(|l| l.contains("[GIA HẠN] NV-01")), "{digest}");
+        assert!(digest.contains("Hạn cũ: 05/09/2022 – hạn mới: 15/09/2022 (nguồn: so-theo-doi)"), "{digest}");
         let sources: Value = serde_json::from_str(&nv.ok(&["sources", "--json"])).unwrap();
         assert_eq!(sources[0]["last_run"]["rows_rejected"], 1, "{sources}");
         assert_eq!(sources[0]["last_run"]["result"], "ok");
