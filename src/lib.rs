@@ -1,10 +1,10 @@
 //! nhacviec: reminds officers of their directives' deadlines, escalates overdue work up the
 //! chain, and alarms when work is closed without being done.
 //!
-//! Data flows one way: config → store → planner → outbox → delivery → channels. Only
-//! [`clock`] reads the system's time: the entry points (the scheduler, the CLI's default
-//! instant) ask it for `now`, and everything else takes `now` as an argument — which is what
-//! makes `plan --at` and `tick --at` possible.
+//! Data flows one way: config → store (filled by import and sources) → planner → outbox →
+//! delivery → channels. Only [`clock`] reads the system's time: the entry points (the
+//! scheduler, the CLI's default instant) ask it for `now`, and everything else takes `now` as
+//! an argument — which is what makes `plan --at` and `tick --at` possible.
 
 pub mod app;
 pub mod calendar;

@@ -410,3 +410,99 @@ async fn a_document_systems_view_on_mariadb_and_on_postgresql_is_read_with_nativ
         assert_eq!(history(&nv, "PG-01")["directive"]["due_on"], "2022-09-21");
     }
 }
+
+#[test]
+fn every_shipped_source_example_is_a_valid_configuration() {
+    let dir = support::repo().join("examples/sources");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let tmp = tempfile::tempdir().unwrap();
+            let nv = Nhacviec::new("sqlite://unused.db", tmp.path()).with("NHACVIEC_CONFIG", path.to_str().unwrap());
+            let out = nv.run(&["check-config"]);
+            assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3);
+}
+
+/// The tracking-sheet template's rows: code, title, source, unit, assignee, assigned, due, status.
+const TEMPLATE_ROWS: [[&str; 8]; 2] = [
+    [
+        "MAU-01",
+        "Rà soát hồ sơ thanh tra năm 2022",
+        "KL giao ban 09/2022",
+        "Phòng Nghiệp vụ 1",
+        "Trương Đăng Khoa",
+        "2022-09-05",
+        "2022-09-30",
+        "Đang thực hiện",
+    ],
+    [
+        "MAU-02",
+        "Báo cáo công tác tiếp công dân quý III",
+        "KL giao ban 09/2022",
+        "TCD",
+        "Lý Minh Hiếu",
+        "2022-09-05",
+        "2022-09-28",
+        "Chưa thực hiện",
+    ],
+];
+
+#[tokio::test]
+async fn the_shipped_tracking_sheet_template_syncs_through_the_shipped_mapping() {
+    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    let template = support::repo().join("examples/sources/so-theo-doi.xlsx");
+    let config = std::fs::read_to_string(support::repo().join("examples/sources/so-theo-doi.toml")).unwrap();
+    if std::env::var_os("NHACVIEC_UPDATE_SNAPSHOTS").is_some() {
+        // The headers are the mapping's, in the order the sheet has them.
+        let headers: Vec<&str> = config
+            .lines()
+            .skip_while(|l| !l.starts_with("[sources.columns]"))
+            .skip(1)
+            .take_while(|l| l.starts_with('"'))
+            .filter_map(|l| l.split('"').nth(1))
+            .collect();
+        let mut book = Workbook::new();
+        let sheet = book.add_worksheet().set_name("Nhiệm vụ").unwrap();
+        let bold = Format::new().set_bold();
+        for (col, header) in headers.iter().enumerate() {
+            sheet.write_string_with_format(0, u16::try_from(col).unwrap(), *header, &bold).unwrap();
+        }
+        let date = Format::new().set_num_format("dd/mm/yyyy");
+        for (r, row) in TEMPLATE_ROWS.iter().enumerate() {
+            let r = u32::try_from(r + 1).unwrap();
+            for (c, value) in
+                [(0, row[0]), (1, row[1]), (2, row[2]), (3, row[3]), (4, row[4]), (7, row[7]), (11, "không")]
+            {
+                sheet.write_string(r, c, value).unwrap();
+            }
+            for (c, value) in [(5, row[5]), (6, row[6])] {
+                let d = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").unwrap();
+                let cell = ExcelDateTime::from_ymd(
+                    u16::try_from(chrono::Datelike::year(&d)).unwrap(),
+                    u8::try_from(chrono::Datelike::month(&d)).unwrap(),
+                    u8::try_from(chrono::Datelike::day(&d)).unwrap(),
+                )
+                .unwrap();
+                sheet.write_datetime_with_format(r, c, cell, &date).unwrap();
+            }
+            sheet.set_column_width(1, 50).unwrap();
+        }
+        book.save(&template).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let adjusted = config.replace("/srv/export/so-theo-doi.xlsx", template.to_str().unwrap());
+    let location: String = adjusted.lines().skip_while(|l| !l.starts_with("kind")).collect::<Vec<_>>().join("\n");
+    let nv = agency_with(Backend::Sqlite, dir.path(), &location, "").await;
+    let out = nv.ok(&["sync", "--dry-run"]);
+    assert!(out.contains("2 row(s) read, would apply 2, rejected 0"), "{out}");
+    nv.ok(&["sync"]);
+    let h = history(&nv, "MAU-01");
+    assert_eq!(h["directive"]["assignee"], "ttv_khoa");
+    assert_eq!(h["directive"]["due_on"], "2022-09-30");
+    assert_eq!(history(&nv, "MAU-02")["directive"]["status"], "open");
+}
