@@ -43,12 +43,16 @@ pub(crate) async fn child(config: Arc<Config>, job: Job) -> anyhow::Result<()> {
         Task::Morning => vec![morning(&app, now, base).await?],
         Task::SmtpPrepare => vec![smtp_prepare(&app, now, base).await?],
         Task::Smtp => vec![smtp(&app, now, base).await?],
+        Task::Sources => crate::sources::sources(&app, &job, base).await?,
     };
     app.store.close().await;
     let peak = peak_rss_mb();
     let mut out = std::io::stdout().lock();
     for mut m in results {
-        m.peak_rss_mb = peak;
+        // A measurement that took its own peak (from a reset) keeps it.
+        if m.peak_rss_mb == 0.0 {
+            m.peak_rss_mb = peak;
+        }
         writeln!(out, "{}", serde_json::to_string(&m)?)?;
     }
     Ok(())

@@ -11,6 +11,7 @@ mod agency;
 mod alloc;
 mod child;
 mod parent;
+mod sources;
 
 use clap::Parser;
 
@@ -127,6 +128,8 @@ enum Task {
     Morning,
     SmtpPrepare,
     Smtp,
+    /// Sources: an xlsx snapshot, its unchanged re-sync, a SQL table.
+    Sources,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

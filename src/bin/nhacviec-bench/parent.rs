@@ -142,7 +142,12 @@ impl Parent {
                     size / 10,
                     settings.scan_runs,
                     "scan",
-                    &[(Task::Enqueue, "enqueue"), (Task::Render, "render"), (Task::Cycle, "cycle")],
+                    &[
+                        (Task::Enqueue, "enqueue"),
+                        (Task::Render, "render"),
+                        (Task::Cycle, "cycle"),
+                        (Task::Sources, "sources"),
+                    ],
                 )
                 .await?;
             }
@@ -194,7 +199,11 @@ impl Parent {
             }
             for (task, label) in steps {
                 let copy = self.copy(backend, &base, label).await?;
-                self.child(backend, &copy, &job(*task, label), &[]);
+                let env = match task {
+                    Task::Sources => vec![("NHACVIEC_BENCH_PG_ADMIN", self.pg_admin.clone())],
+                    _ => Vec::new(),
+                };
+                self.child(backend, &copy, &job(*task, label), &env);
                 self.drop_dataset(copy).await;
             }
         }
