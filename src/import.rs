@@ -583,6 +583,7 @@ fn read_csv(file: &str, bytes: &[u8], parsed: &mut Parsed, issues: &mut Vec<Impo
     let first_issue = issues.len();
     let bytes = text.as_bytes();
     let mut reader = csv::ReaderBuilder::new().flexible(false).delimiter(separator(&text)).from_reader(bytes);
+    let mut lines = LineCounter::new(bytes);
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
         Err(e) => {
@@ -623,7 +624,7 @@ fn read_csv(file: &str, bytes: &[u8], parsed: &mut Parsed, issues: &mut Vec<Impo
         rows += 1;
         match row {
             Err(e) => {
-                let line = e.position().map_or(0, |p| line_at(bytes, p.byte()));
+                let line = e.position().map_or(0, |p| lines.line_at(p.byte()));
                 issues.push(ImportIssue {
                     file: file.into(),
                     location: format!("line {line}"),
@@ -634,7 +635,7 @@ fn read_csv(file: &str, bytes: &[u8], parsed: &mut Parsed, issues: &mut Vec<Impo
             // A blank row (an export's trailing empty lines, or `;;;;`) carries nothing.
             Ok(row) if row.iter().all(|v| v.trim().is_empty()) => rows -= 1,
             Ok(row) => {
-                let line = row.position().map_or(0, |p| line_at(bytes, p.byte()));
+                let line = row.position().map_or(0, |p| lines.line_at(p.byte()));
                 let fields = headers
                     .iter()
                     .zip(row.iter())
@@ -697,15 +698,36 @@ pub fn separator(text: &str) -> u8 {
     }
 }
 
-/// The line (from 1, as an editor numbers them) a CSV record starts on, from the byte offset
-/// the csv crate gives: with CRLF line ends that offset can sit on the previous line's end,
-/// so line ends there are stepped over first.
-pub fn line_at(text: &[u8], byte: u64) -> usize {
-    let mut at = usize::try_from(byte).unwrap_or(usize::MAX).min(text.len());
-    while at < text.len() && matches!(text[at], b'\r' | b'\n') {
-        at += 1;
+/// The lines (from 1, as an editor numbers them) CSV records start on, from the byte offsets
+/// the csv crate gives, asked in increasing order: counted on from the last answer, so a
+/// whole file costs one pass. With CRLF line ends an offset can sit on the previous line's
+/// end, so line ends there are stepped over first.
+pub struct LineCounter<'a> {
+    text: &'a [u8],
+    at: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    pub fn new(text: &'a [u8]) -> LineCounter<'a> {
+        LineCounter { text, at: 0, line: 1 }
     }
-    1 + text[..at].iter().filter(|b| **b == b'\n').count()
+
+    /// The line the record at byte offset `byte` starts on.
+    pub fn line_at(&mut self, byte: u64) -> usize {
+        let mut target = usize::try_from(byte).unwrap_or(usize::MAX).min(self.text.len());
+        while target < self.text.len() && matches!(self.text[target], b'\r' | b'\n') {
+            target += 1;
+        }
+        if target < self.at {
+            // Asked out of order (never, from the csv crate): count afresh.
+            self.at = 0;
+            self.line = 1;
+        }
+        self.line += self.text[self.at..target].iter().filter(|b| **b == b'\n').count();
+        self.at = target;
+        self.line
+    }
 }
 
 fn read_record(mut r: Record<'_>, parsed: &mut Parsed) {
@@ -936,6 +958,16 @@ mod tests {
         let mut doc = agency();
         doc[section][index][field] = value;
         json_file(&doc)
+    }
+
+    #[test]
+    fn record_lines_are_counted_on_from_the_last_answer_whatever_the_line_ends() {
+        let text = b"a,b\r\nx,1\r\n\"two\nlines\",2\ny,3\n";
+        let mut lines = LineCounter::new(text);
+        assert_eq!(lines.line_at(3), 2, "an offset on the header's CRLF is the next line");
+        assert_eq!(lines.line_at(10), 3);
+        assert_eq!(lines.line_at(24), 5, "a quoted field spanning lines counts them");
+        assert_eq!(lines.line_at(3), 2, "asked again from the start: counted afresh");
     }
 
     #[test]

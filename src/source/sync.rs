@@ -189,6 +189,7 @@ async fn run(
         content.parts.clear();
         return Ok(content);
     }
+    let phase = crate::clock::monotonic();
     let units = store.units().await?;
     let people = store.people().await?;
     let directory = Directory::new(&units, &people);
@@ -225,13 +226,16 @@ async fn run(
         people: people.iter().map(|p| p.code.clone()).collect(),
     };
     if source.entity == Entity::Directives {
+        tracing::debug!(source = %source.name, elapsed = ?phase.elapsed(), "read and mapped");
         keep_left_out_fields(store, &mut rows).await?;
+        tracing::debug!(source = %source.name, elapsed = ?phase.elapsed(), "left-out fields kept");
     }
     let (batch, issues) = read_rows(&file_name, source.entity.section(), rows, &known, calendar);
     let rejected_places: HashSet<&str> = issues.iter().map(|i| i.location.as_str()).collect();
     report.rows_rejected = mapped_rejected + rejected_places.len();
     report.problems.extend(issues.iter().map(ImportIssue::to_string));
     let now = clock.now().timestamp();
+    tracing::debug!(source = %source.name, elapsed = ?phase.elapsed(), "validated");
     let mut import = store.begin_import().await?;
     match source.entity {
         Entity::Units => {
@@ -250,6 +254,7 @@ async fn run(
     if !dry_run {
         import.commit().await?;
     }
+    tracing::debug!(source = %source.name, elapsed = ?phase.elapsed(), "applied");
     Ok(content)
 }
 

@@ -64,9 +64,10 @@ fn read_csv(bytes: &[u8]) -> Result<Table, String> {
     let headers: Vec<String> =
         reader.headers().map_err(|e| format!("cannot read the header row: {e}"))?.iter().map(clean_header).collect();
     let mut rows = Vec::new();
+    let mut lines = crate::import::LineCounter::new(text.as_bytes());
     for record in reader.records() {
         let record = record.map_err(|e| format!("broken CSV: {e}"))?;
-        let line = record.position().map_or(0, |p| crate::import::line_at(text.as_bytes(), p.byte()));
+        let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
         let cells: Vec<Cell> = record.iter().map(|v| Cell::Text(v.to_string())).collect();
         if cells.iter().all(Cell::is_empty) {
             continue;
