@@ -126,7 +126,9 @@ pub fn deferred_to_digest(
     notice: &Notice,
     unit: &str,
 ) -> Option<Stage> {
-    if !may_defer_to_digest(notice, is_digest_day(schedule, now)) {
+    // The notice's own fields first: most claimed notices are no escalation, and the cron is
+    // not worth asking for them.
+    if !may_defer_to_digest(notice, true) || !is_digest_day(schedule, now) {
         return None;
     }
     let unit = snapshot.units.get(unit)?;

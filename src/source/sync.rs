@@ -40,6 +40,23 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
+    /// Takes a run's end into the report: what it fetched, or why it was refused or failed
+    /// (first among the problems). A database error is the caller's.
+    fn settle(
+        &mut self,
+        outcome: Result<super::fetch::Content, Stop>,
+    ) -> anyhow::Result<Option<super::fetch::Content>> {
+        let (result, reason) = match outcome {
+            Ok(fetched) => return Ok(Some(fetched)),
+            Err(Stop::Refused(reason)) => ("refused", reason),
+            Err(Stop::Failed(reason)) => ("failed", reason),
+            Err(Stop::Store(e)) => return Err(e),
+        };
+        self.result = result.into();
+        self.problems.insert(0, reason);
+        Ok(None)
+    }
+
     /// 0 when the run applied (or skipped) its valid rows; 1 when it was refused or failed.
     pub fn refused(&self) -> bool {
         matches!(self.result.as_str(), "refused" | "failed")
@@ -58,20 +75,7 @@ pub async fn sync_source(
     let previous = store.source_runs().await?.into_iter().find(|r| r.source == source.name);
     let mut report = SyncReport { source: source.name.clone(), dry_run, ..SyncReport::default() };
     let outcome = run(store, source, calendar, clock, dry_run, previous.as_ref(), &mut report).await;
-    let fetched = match outcome {
-        Ok(fetched) => Some(fetched),
-        Err(Stop::Refused(reason)) => {
-            report.result = "refused".into();
-            report.problems.insert(0, reason);
-            None
-        }
-        Err(Stop::Failed(reason)) => {
-            report.result = "failed".into();
-            report.problems.insert(0, reason);
-            None
-        }
-        Err(Stop::Store(e)) => return Err(e),
-    };
+    let fetched = report.settle(outcome)?;
     if !dry_run {
         let failures = if report.refused() { previous.as_ref().map_or(0, |p| p.failures_in_row) + 1 } else { 0 };
         report.failures_in_row = failures;
@@ -120,18 +124,8 @@ pub async fn sync_file(
     clock: &Clock,
 ) -> anyhow::Result<SyncReport> {
     let mut report = SyncReport { source: source.name.clone(), ..SyncReport::default() };
-    match run(store, source, calendar, clock, false, None, &mut report).await {
-        Ok(_) => {}
-        Err(Stop::Refused(reason)) => {
-            report.result = "refused".into();
-            report.problems.insert(0, reason);
-        }
-        Err(Stop::Failed(reason)) => {
-            report.result = "failed".into();
-            report.problems.insert(0, reason);
-        }
-        Err(Stop::Store(e)) => return Err(e),
-    }
+    let outcome = run(store, source, calendar, clock, false, None, &mut report).await;
+    report.settle(outcome)?;
     log(&report);
     Ok(report)
 }
