@@ -374,7 +374,7 @@ impl Config {
                 ),
             )
         })?;
-        let sources = sources::validate(&raw.sources)?;
+        let sources = sources::validate(&raw.sources, timezone)?;
         if !raw.admin.email.trim().is_empty() && raw.admin.email.trim().parse::<lettre::Address>().is_err() {
             return Err(key_error("admin.email", format!("{:?} is not an email address", raw.admin.email)));
         }

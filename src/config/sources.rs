@@ -152,6 +152,8 @@ pub struct Source {
     pub settings: SourceSettings,
     pub format: Option<SourceFormat>,
     pub cron: Option<croner::Cron>,
+    /// The agency's time zone: an instant a source gives (`TIMESTAMPTZ`) falls on its date there.
+    pub timezone: chrono_tz::Tz,
 }
 
 impl std::ops::Deref for Source {
@@ -169,7 +171,7 @@ fn is_loopback_http(url: &str) -> bool {
 }
 
 /// Checks every source; the first problem names its key.
-pub fn validate(sources: &[SourceSettings]) -> Result<Vec<Source>, ConfigError> {
+pub fn validate(sources: &[SourceSettings], timezone: chrono_tz::Tz) -> Result<Vec<Source>, ConfigError> {
     let mut names = std::collections::HashSet::new();
     sources
         .iter()
@@ -261,7 +263,7 @@ pub fn validate(sources: &[SourceSettings]) -> Result<Vec<Source>, ConfigError> 
             if !(0.0..=100.0).contains(&s.max_missing_percent) {
                 return Err(key_error(&key("max_missing_percent"), "must be 0–100"));
             }
-            Ok(Source { settings: s.clone(), format, cron })
+            Ok(Source { settings: s.clone(), format, cron, timezone })
         })
         .collect()
 }

@@ -125,14 +125,14 @@ async fn fetch_sql(source: &Source) -> Result<Content, String> {
         let mut tx = conn.begin().await.map_err(fail)?;
         let rows = sqlx::query(&source.query).fetch_all(&mut *tx).await.map_err(fail)?;
         tx.rollback().await.map_err(fail)?;
-        table_of(&rows)
+        table_of(&rows, source.timezone)
     } else {
         let mut conn = sqlx::PgConnection::connect(&source.url).await.map_err(fail)?;
         let mut tx = conn.begin().await.map_err(fail)?;
         sqlx::query("SET TRANSACTION READ ONLY").execute(&mut *tx).await.map_err(fail)?;
         let rows = sqlx::query(&source.query).fetch_all(&mut *tx).await.map_err(fail)?;
         tx.rollback().await.map_err(fail)?;
-        table_of(&rows)
+        table_of(&rows, source.timezone)
     };
     let mut hasher = Sha256::new();
     hasher.update(format!("{:?}{:?}", table.headers, table.rows).as_bytes());
@@ -140,7 +140,7 @@ async fn fetch_sql(source: &Source) -> Result<Content, String> {
 }
 
 /// A query's rows as a table: a column's database type decides how its cells are read.
-fn table_of<R: sqlx::Row>(rows: &[R]) -> Table
+fn table_of<R: sqlx::Row>(rows: &[R], timezone: chrono_tz::Tz) -> Table
 where
     for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -173,6 +173,12 @@ where
                             .ok()
                             .flatten()
                             .map(|t| Cell::Date(t.date())),
+                        // An instant is on the agency's date: 2022-09-30 20:00 UTC is 1 October in Hà Nội.
+                        "TIMESTAMPTZ" => row
+                            .try_get::<Option<chrono::DateTime<chrono::Utc>>, _>(c)
+                            .ok()
+                            .flatten()
+                            .map(|t| Cell::Date(t.with_timezone(&timezone).date_naive())),
                         "BIGINT" | "INT8" => {
                             row.try_get::<Option<i64>, _>(c).ok().flatten().map(|n| Cell::Number(n as f64))
                         }

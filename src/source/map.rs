@@ -80,10 +80,10 @@ fn is_date_field(field: &str) -> bool {
 /// table unusable (the key column is missing).
 pub fn map_rows(
     source: &Source,
-    table: &Table,
+    table: Table,
     directory: &Directory,
 ) -> Result<(Vec<SourceRow>, Vec<ImportIssue>), ImportIssue> {
-    let file = origin(source, table);
+    let file = origin(source, &table);
     let header_issue = |field: Option<String>, message: String| ImportIssue {
         file: file.clone(),
         location: "header (row 1)".into(),
@@ -116,7 +116,8 @@ pub fn map_rows(
         return Err(header_issue(None, format!("no column maps to {key:?}: no row can be matched")));
     }
     let mut rows = Vec::with_capacity(table.rows.len());
-    for row in &table.rows {
+    // Each table row is dropped as soon as it is mapped: the table is never held twice.
+    for row in table.rows {
         let mut map = Map::new();
         let mut bad = false;
         for (index, field) in &fields {
@@ -140,7 +141,7 @@ pub fn map_rows(
                 }
             }
         }
-        rows.push(SourceRow { location: row.place.clone(), fields: map, rejected: bad });
+        rows.push(SourceRow { location: row.place, fields: map, rejected: bad });
     }
     Ok((rows, issues))
 }

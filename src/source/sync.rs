@@ -199,8 +199,7 @@ async fn run(
             }
         };
         file_name = origin(source, &table);
-        let (mapped, issues) =
-            map_rows(source, &table, &directory).map_err(|issue| Stop::Refused(issue.to_string()))?;
+        let (mapped, issues) = map_rows(source, table, &directory).map_err(|issue| Stop::Refused(issue.to_string()))?;
         report.problems.extend(issues.iter().map(ToString::to_string));
         rows.extend(mapped);
     }
@@ -219,9 +218,16 @@ async fn run(
         units: units.iter().map(|u| u.code.clone()).collect(),
         people: people.iter().map(|p| p.code.clone()).collect(),
     };
+    tracing::debug!(source = %source.name, elapsed = ?phase.elapsed(), "read and mapped");
+    // From here on the run reads and writes inside its transaction, after any other run of
+    // the same source (another replica's) has committed.
+    let mut import = store.begin_import().await?;
+    import.lock_source(&source.name).await?;
+    let mut current = HashMap::new();
     if source.entity == Entity::Directives {
-        tracing::debug!(source = %source.name, elapsed = ?phase.elapsed(), "read and mapped");
-        keep_left_out_fields(store, &mut rows).await?;
+        let codes: Vec<String> = listed.iter().cloned().collect();
+        current = import.directives_in(&codes).await?.into_iter().map(|d| (d.code.clone(), d)).collect();
+        keep_left_out_fields(&current, &mut rows);
         tracing::debug!(source = %source.name, elapsed = ?phase.elapsed(), "left-out fields kept");
     }
     let (batch, issues) = read_rows(&file_name, source.entity.section(), rows, &known, calendar);
@@ -230,7 +236,6 @@ async fn run(
     report.problems.extend(issues.iter().map(ImportIssue::to_string));
     let now = clock.now().timestamp();
     tracing::debug!(source = %source.name, elapsed = ?phase.elapsed(), "validated");
-    let mut import = store.begin_import().await?;
     match source.entity {
         Entity::Units => {
             report.rows_applied = batch.units.len();
@@ -241,7 +246,7 @@ async fn run(
             import.people(&batch.people, now).await?;
         }
         Entity::Directives => {
-            apply_directives(&mut import, source, batch, &listed, clock, now, report).await?;
+            apply_directives(&mut import, source, batch, &current, &listed, clock, now, report).await?;
         }
     }
     report.result = "ok".into();
@@ -254,10 +259,7 @@ async fn run(
 
 /// A row that leaves a field out keeps the directive's current value of it: a source may
 /// carry only the columns it knows (`code`, `status`, `completed_on` is enough).
-async fn keep_left_out_fields(store: &Store, rows: &mut [SourceRow]) -> Result<(), Stop> {
-    let codes: Vec<String> = rows.iter().filter_map(|r| r.fields.get("code")?.as_str().map(str::to_string)).collect();
-    let current: HashMap<String, Directive> =
-        store.directives_by_code(&codes).await?.into_iter().map(|d| (d.code.clone(), d)).collect();
+fn keep_left_out_fields(current: &HashMap<String, Directive>, rows: &mut [SourceRow]) {
     for row in rows.iter_mut() {
         let Some(existing) = row.fields.get("code").and_then(|c| c.as_str()).and_then(|c| current.get(c)) else {
             continue;
@@ -269,21 +271,19 @@ async fn keep_left_out_fields(store: &Store, rows: &mut [SourceRow]) -> Result<(
             }
         }
     }
-    Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply_directives(
     import: &mut crate::store::Importer,
     source: &Source,
     batch: ImportBatch,
+    before: &HashMap<String, Directive>,
     listed: &HashSet<String>,
     clock: &Clock,
     now: i64,
     report: &mut SyncReport,
 ) -> Result<(), Stop> {
-    let codes: Vec<String> = batch.directives.iter().map(|d| d.code.clone()).collect();
-    let before: HashMap<String, Directive> =
-        import.directives_in(&codes).await?.into_iter().map(|d| (d.code.clone(), d)).collect();
     let mut changed = Vec::new();
     let mut history = Vec::new();
     for directive in batch.directives {
@@ -333,9 +333,7 @@ async fn apply_directives(
         }
         import.cancel(&cancelled, now).await?;
     }
-    import.directives(&changed, now).await?;
-    let changed_codes: Vec<String> = changed.iter().map(|d| d.code.clone()).collect();
-    import.set_origin(&changed_codes, &source.name).await?;
+    import.directives_from(&changed, now, &source.name).await?;
     import.record_history(&history).await?;
     report.changed = changed.len() + cancelled.len();
     report.cancelled = cancelled.len();

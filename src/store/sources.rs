@@ -66,6 +66,11 @@ pub struct NoticeEvent {
 impl Importer {
     /// The given directives as they stand, read inside the sync's transaction.
     pub async fn directives_in(&mut self, codes: &[String]) -> Result<Vec<Directive>> {
+        // Found by key, never by a scan PostgreSQL picks from stale statistics (2.1 s for
+        // 100,000 codes just after as many were inserted, against 0.1 s).
+        if let Some(sql) = self.dialect.lookups_by_key_only() {
+            sqlx::query(sql).execute(&mut *self.tx).await?;
+        }
         let mut out = Vec::with_capacity(codes.len());
         for chunk in codes.chunks(super::rows_per_statement(1)) {
             let list = super::Marks::new(self.dialect).tuple(chunk.len());
@@ -91,17 +96,12 @@ impl Importer {
         Ok(rows.into_iter().map(|(c,)| c).collect())
     }
 
-    /// Marks `codes` as supplied by `origin`.
-    pub async fn set_origin(&mut self, codes: &[String], origin: &str) -> Result<()> {
-        for chunk in codes.chunks(super::rows_per_statement(1) - 1) {
-            let mut marks = super::Marks::new(self.dialect);
-            let sql =
-                format!("UPDATE directives SET origin = {} WHERE code IN {}", marks.mark(), marks.tuple(chunk.len()));
-            let mut query = sqlx::query(&sql).bind(origin);
-            for code in chunk {
-                query = query.bind(code.as_str());
-            }
-            query.execute(&mut *self.tx).await?;
+    /// Keeps every other run of the source `name` out until this transaction ends, so two
+    /// replicas syncing one source apply it one after the other, each against what the other
+    /// committed.
+    pub async fn lock_source(&mut self, name: &str) -> Result<()> {
+        if let Some(sql) = self.dialect.lock_source() {
+            sqlx::query(sql).bind(name).execute(&mut *self.tx).await?;
         }
         Ok(())
     }
@@ -126,25 +126,20 @@ impl Importer {
 
     /// Appends `rows` to the directives' history.
     pub async fn record_history(&mut self, rows: &[HistoryRow]) -> Result<()> {
-        for chunk in rows.chunks(super::rows_per_statement(7)) {
-            let sql = format!(
-                "INSERT INTO directive_history (id, code, field, old_value, new_value, origin, at) VALUES {}",
-                super::Marks::new(self.dialect).rows(chunk.len(), 7)
-            );
-            let mut query = sqlx::query(&sql);
-            for row in chunk {
-                query = query
-                    .bind(row.id.as_str())
-                    .bind(row.code.as_str())
-                    .bind(row.field.as_str())
-                    .bind(row.old_value.clone())
-                    .bind(row.new_value.clone())
-                    .bind(row.origin.as_str())
-                    .bind(row.at);
-            }
-            query.execute(&mut *self.tx).await?;
-        }
-        Ok(())
+        use super::directory::{insert_rows, opt_text, text, Value};
+        let values = rows.iter().map(|row| {
+            vec![
+                text(&row.id),
+                text(&row.code),
+                text(&row.field),
+                opt_text(row.old_value.as_deref()),
+                opt_text(row.new_value.as_deref()),
+                text(&row.origin),
+                Value::Int(row.at),
+            ]
+        });
+        let columns = ["id", "code", "field", "old_value", "new_value", "origin", "at"];
+        insert_rows(&mut self.tx, self.dialect, "directive_history", &columns, values, "").await
     }
 }
 

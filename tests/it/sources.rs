@@ -402,12 +402,28 @@ async fn a_document_systems_view_on_mariadb_and_on_postgresql_is_read_with_nativ
             .execute(&mut pgc)
             .await
             .unwrap();
+        // A document system that keeps deadlines as instants: 20:00 UTC on 30/09 is already
+        // 1 October in Hà Nội, the agency's date.
+        sqlx::query(
+            "CREATE VIEW nv_tz AS SELECT 'PG-02'::text AS ma, 'Hạn là một thời điểm'::text AS trich_yeu,
+                    'NV3'::text AS don_vi, 'tp_nv3'::text AS nguoi_thu_ly,
+                    TIMESTAMPTZ '2022-09-30 20:00:00+00' AS han, 'Đang xử lý'::text AS tinh_trang",
+        )
+        .execute(&mut pgc)
+        .await
+        .unwrap();
         let location = format!("kind = \"sql\"\nurl = {pg:?}\nquery = \"SELECT * FROM nv\"\nmode = \"changes\"");
         let dir2 = tempfile::tempdir().unwrap();
         let nv = agency_with(backend, dir2.path(), &location, SQL_MAPPING).await;
         let out = nv.ok(&["sync"]);
         assert!(out.contains("applied 1"), "{out}");
         assert_eq!(history(&nv, "PG-01")["directive"]["due_on"], "2022-09-21");
+        let config = dir2.path().join("nhacviec.toml");
+        let text = std::fs::read_to_string(&config).unwrap().replace("SELECT * FROM nv\"", "SELECT * FROM nv_tz\"");
+        std::fs::write(&config, text).unwrap();
+        let out = nv.ok(&["sync"]);
+        assert!(out.contains("applied 1"), "{out}");
+        assert_eq!(history(&nv, "PG-02")["directive"]["due_on"], "2022-10-01", "{backend:?}: the agency's date");
     }
 }
 
@@ -505,4 +521,42 @@ async fn the_shipped_tracking_sheet_template_syncs_through_the_shipped_mapping()
     assert_eq!(h["directive"]["assignee"], "ttv_khoa");
     assert_eq!(h["directive"]["due_on"], "2022-09-30");
     assert_eq!(history(&nv, "MAU-02")["directive"]["status"], "open");
+}
+
+#[tokio::test]
+async fn replicas_syncing_one_source_at_once_apply_each_change_once() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let export = dir.path().join("so.csv");
+        let nv = agency_with_source(backend, dir.path(), &export, "").await;
+        let rows = |due: &str| -> Vec<String> {
+            (0..300)
+                .map(|i| {
+                    let due = if i == 7 { due } else { "30/09/2022" };
+                    format!("SO-{i:03};Nhiệm vụ {i};NV1;Trương Đăng Khoa;{due};Đang thực hiện;")
+                })
+                .collect()
+        };
+        let race = |lines: Vec<String>| {
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            std::fs::write(&export, csv(&lines)).unwrap();
+            let children: Vec<_> = (0..3).map(|_| nv.command(&["sync"]).spawn().unwrap()).collect();
+            for child in children {
+                let out = child.wait_with_output().unwrap();
+                assert!(out.status.success(), "{backend:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        };
+        race(rows("05/09/2022"));
+        for code in ["SO-000", "SO-007", "SO-299"] {
+            let changes = history(&nv, code)["changes"].as_array().unwrap().clone();
+            let created = changes.iter().filter(|c| c["field"] == "created").count();
+            assert_eq!(created, 1, "{backend:?} {code}: {changes:?}");
+        }
+        // The sheet extends SO-007; three replicas see the new export at once.
+        race(rows("15/09/2022"));
+        let changes = history(&nv, "SO-007")["changes"].as_array().unwrap().clone();
+        let moved: Vec<_> = changes.iter().filter(|c| c["field"] == "due_on").collect();
+        assert_eq!(moved.len(), 1, "{backend:?}: one extension, recorded once: {changes:?}");
+        assert_eq!(moved[0]["new_value"], "2022-09-15");
+    }
 }

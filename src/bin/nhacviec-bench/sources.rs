@@ -104,7 +104,8 @@ mode = "snapshot"
 "#
     );
     let settings: SourceSettings = toml::from_str(&toml)?;
-    let mut sources = nhacviec::config::sources::validate(&[settings]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut sources = nhacviec::config::sources::validate(&[settings], chrono_tz::Asia::Ho_Chi_Minh)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     sources.pop().context("no source")
 }
 

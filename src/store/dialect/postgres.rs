@@ -64,4 +64,9 @@ impl Dialect for Postgres {
     fn reads_rows_as_json(&self) -> bool {
         false
     }
+
+    /// Held to the end of the transaction; other sources sync meanwhile.
+    fn lock_source(&self) -> Option<&'static str> {
+        Some("SELECT pg_advisory_xact_lock(hashtext('nhacviec source ' || $1))")
+    }
 }

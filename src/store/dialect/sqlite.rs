@@ -90,6 +90,11 @@ impl Dialect for Sqlite {
     fn reads_rows_as_json(&self) -> bool {
         true
     }
+
+    /// `BEGIN IMMEDIATE` already keeps every other writer out.
+    fn lock_source(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The file part of a `sqlite://PATH?…` URL.
