@@ -6,6 +6,7 @@
 //! scheduler, the CLI's default instant) ask it for `now`, and everything else takes `now` as
 //! an argument — which is what makes `plan --at` and `tick --at` possible.
 
+pub mod answer;
 pub mod app;
 pub mod calendar;
 pub mod channels;
@@ -23,3 +24,4 @@ pub mod render;
 pub mod report;
 pub mod source;
 pub mod store;
+pub mod web;

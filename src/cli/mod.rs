@@ -67,6 +67,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a person's signed link to a directive's page (`{web.base_url}/r/{token}`), valid
+    /// `web.link_days` from TIME (default now).
+    Link {
+        #[arg(long, value_name = "CODE")]
+        person: String,
+        #[arg(long, value_name = "CODE")]
+        directive: String,
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
     /// Show what is owed at TIME and not yet recorded in the outbox.
     Plan {
         /// RFC 3339 instant (a time without offset is local to the agency); default now.
@@ -138,6 +148,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Sync { names, dry_run } => crate::cli::sources::sync(config, &names, dry_run).await,
         Command::Sources { json } => crate::cli::sources::sources(config, json).await,
         Command::History { code, json } => crate::cli::sources::history(config, &code, json).await,
+        Command::Link { person, directive, at } => link(config, &person, &directive, at.as_deref()).await,
         Command::Plan { at, json } => plan(config, at.as_deref(), json).await,
         Command::Tick { at } => tick(config, at.as_deref()).await,
         Command::Run { at } => {
@@ -506,5 +517,26 @@ async fn send_test(config: Arc<Config>, to: &str) -> anyhow::Result<()> {
         bail!("test email to {to} failed: {e}");
     }
     println!("test email sent to {to}, Message-ID {message_id}");
+    Ok(())
+}
+
+/// `link`: checks that the person and the directive exist, then signs.
+async fn link(config: Arc<Config>, person: &str, directive: &str, at: Option<&str>) -> anyhow::Result<()> {
+    let secret = crate::web::secret(&config)?;
+    if config.web.base_url.trim().is_empty() {
+        anyhow::bail!("web.base_url is not set: links need the address people open");
+    }
+    let at = match at {
+        Some(text) => parse_instant(text, config.timezone).map_err(anyhow::Error::msg)?.timestamp(),
+        None => crate::clock::wall_seconds(),
+    };
+    let app = App::open(config.clone()).await?;
+    if app.store.person(person).await?.is_none() {
+        anyhow::bail!("no person {person:?}");
+    }
+    if app.store.directives_by_code(&[directive.to_string()]).await?.is_empty() {
+        anyhow::bail!("no directive {directive:?}");
+    }
+    println!("{}", crate::web::link_url(&config, &secret, person, directive, at));
     Ok(())
 }

@@ -48,6 +48,7 @@ pub struct Settings {
     pub telegram: Telegram,
     pub webhook: Webhook,
     pub http: Http,
+    pub web: Web,
     pub log: Log,
     /// `[[sources]]`: where directives, units and people are synced from.
     #[serde(default)]
@@ -175,6 +176,24 @@ pub struct Http {
     pub max_connections: u32,
 }
 
+/// `[web]`: the directive pages and answer API behind each reminder's link (`/r/{token}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Web {
+    /// Address the pages are served on; empty serves none.
+    pub listen: String,
+    /// The address people open (the reverse proxy's), before `/r/{token}`; empty: reminders
+    /// carry no link.
+    pub base_url: String,
+    /// The secret links are signed with (a bare name: systemd's `$CREDENTIALS_DIRECTORY`).
+    pub secret_file: String,
+    /// Days a link stays valid.
+    pub link_days: u32,
+    /// Requests a minute per link, and per client address.
+    pub rate_per_token: u32,
+    pub rate_per_address: u32,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Log {
@@ -271,6 +290,8 @@ pub struct Config {
     /// `mail.reply_to` parsed; `None` when empty.
     pub reply_to: Option<lettre::message::Mailbox>,
     pub http_listen: Option<std::net::SocketAddr>,
+    /// `web.listen` parsed; `None` when empty.
+    pub web_listen: Option<std::net::SocketAddr>,
 }
 
 impl std::ops::Deref for Config {
@@ -440,6 +461,28 @@ impl Config {
                 return Err(key_error(key, "must be at least 1"));
             }
         }
+        let web_listen = match raw.web.listen.trim() {
+            "" => None,
+            addr => Some(addr.parse().map_err(|_| {
+                key_error("web.listen", format!("{addr:?} is not an address:port such as 127.0.0.1:8080"))
+            })?),
+        };
+        let base = raw.web.base_url.trim();
+        if !(base.is_empty() || base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(key_error("web.base_url", format!("{base:?}: expected an https:// address")));
+        }
+        if (web_listen.is_some() || !base.is_empty()) && raw.web.secret_file.trim().is_empty() {
+            return Err(key_error("web.secret_file", "is required when web.listen or web.base_url is set"));
+        }
+        for (key, value) in [
+            ("web.link_days", raw.web.link_days),
+            ("web.rate_per_token", raw.web.rate_per_token),
+            ("web.rate_per_address", raw.web.rate_per_address),
+        ] {
+            if value == 0 {
+                return Err(key_error(key, "must be at least 1"));
+            }
+        }
         Ok(Config {
             settings: raw,
             source,
@@ -453,6 +496,7 @@ impl Config {
             sources,
             reply_to,
             http_listen,
+            web_listen,
         })
     }
 

@@ -85,7 +85,17 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, max_connections = limits.max_connections, "serving /healthz and /metrics");
     }
-    let router = router(state);
+    serve_router(listener, router(state), limits, shutdown).await
+}
+
+/// Serves `router` with the same bounds on connections as the health endpoint; each request
+/// carries its client's address (`ConnectInfo<SocketAddr>`).
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     // One permit per open connection, taken before accept: at the cap, new connections wait
     // in the listen queue instead of costing a descriptor each.
     let slots = Arc::new(Semaphore::new(usize::try_from(limits.max_connections).unwrap_or(usize::MAX)));
@@ -137,10 +147,14 @@ async fn connection(
 
 async fn serve_connection(stream: TcpStream, router: Router, limits: HttpLimits, stopping: &mut watch::Receiver<bool>) {
     let activity = Arc::new(Activity::new());
+    let peer = stream.peer_addr().ok();
     let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
     let inner = TowerToHyperService::new(router);
     let tracked = activity.clone();
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        if let Some(peer) = peer {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        }
         let busy = Busy::start(&tracked);
         let response = hyper::service::Service::call(&inner, request);
         async move {

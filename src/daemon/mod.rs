@@ -78,6 +78,29 @@ pub async fn run(config: Arc<Config>, clock: Arc<Clock>) -> anyhow::Result<()> {
         None => None,
     };
 
+    let web = match config.web_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("web.listen {addr}: cannot listen"))?;
+            let state = crate::web::WebState::new(&config, app.store.clone(), clock.clone())?;
+            let limits = HttpLimits::from_config(&config.http);
+            let mut stopped = http_stopped.clone();
+            tracing::info!(%addr, "serving directive pages and answers (/r/{{token}})");
+            Some(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) =
+                    crate::daemon::http::serve_router(listener, crate::web::router(state), limits, shutdown).await
+                {
+                    tracing::error!(error = %e, "web endpoint stopped");
+                }
+            }))
+        }
+        None => None,
+    };
+
     let (wake, mut woken) = mpsc::channel::<()>(1);
     let mut scheduler = JobScheduler::new().await.context("cannot start the scheduler")?;
     let job = Job::new_async_tz(schedule.scan.as_str(), config.timezone, move |_, _| {
@@ -169,6 +192,9 @@ pub async fn run(config: Arc<Config>, clock: Arc<Clock>) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "could not release leases; they will expire"),
     }
     let _ = stop_http.send(true);
+    if let Some(web) = web {
+        let _ = web.await;
+    }
     if let Some(http) = http {
         let _ = http.await;
     }

@@ -44,6 +44,9 @@ pub fn preflight(config: &Config, now: DateTime<Utc>) -> Result<Checked, ConfigE
     }
     Calendar::load(config.calendar_dir()).map_err(|e| ConfigError::key("calendar.dir", e.to_string()))?;
     let outlets = Outlets::from_config(config)?;
+    if config.web_listen.is_some() || !config.web.base_url.trim().is_empty() {
+        crate::web::secret(config)?;
+    }
     Ok(Checked { warnings: warnings(config), outlets })
 }
 

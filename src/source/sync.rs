@@ -222,7 +222,7 @@ async fn run(
     // From here on the run reads and writes inside its transaction, after any other run of
     // the same source (another replica's) has committed.
     let mut import = store.begin_import().await?;
-    import.lock_source(&source.name).await?;
+    import.lock_named(&format!("source {}", source.name)).await?;
     let mut current = HashMap::new();
     if source.entity == Entity::Directives {
         let codes: Vec<String> = listed.iter().cloned().collect();

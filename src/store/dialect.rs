@@ -48,9 +48,9 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug {
     /// Whether large reads of directives come back faster aggregated into JSON rows.
     fn reads_rows_as_json(&self) -> bool;
 
-    /// Run first in a source's sync transaction (bound to the source's name), if a write
-    /// transaction alone does not keep a second run of the same source out.
-    fn lock_source(&self) -> Option<&'static str>;
+    /// Run first in a transaction that must exclude others locking the same name (bound to
+    /// it), if a write transaction alone does not keep them out.
+    fn lock_named(&self) -> Option<&'static str>;
 }
 
 /// The dialect of `backend`.

@@ -275,6 +275,20 @@ impl Store {
         rows.into_iter().map(Person::try_from).collect()
     }
 
+    /// One person by code (a page's visitor, the people its directive names).
+    pub async fn person(&self, code: &str) -> Result<Option<Person>> {
+        let sql = format!("SELECT {PERSON_COLUMNS} FROM people WHERE code = {}", self.marks().mark());
+        let row: Option<PersonRow> = sqlx::query_as(&sql).bind(code).fetch_optional(&self.pool).await?;
+        row.map(Person::try_from).transpose()
+    }
+
+    /// One unit by code.
+    pub async fn unit(&self, code: &str) -> Result<Option<Unit>> {
+        let sql = format!("SELECT code, name, head, leader FROM units WHERE code = {}", self.marks().mark());
+        let row: Option<UnitRow> = sqlx::query_as(&sql).bind(code).fetch_optional(&self.pool).await?;
+        Ok(row.map(Unit::from))
+    }
+
     pub async fn calendar_days(&self) -> Result<Vec<CalendarDay>> {
         let rows: Vec<CalendarRow> =
             sqlx::query_as("SELECT date, kind, note FROM calendar_days ORDER BY date").fetch_all(&self.pool).await?;

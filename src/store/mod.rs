@@ -4,6 +4,7 @@
 //! PostgreSQL through sqlx's `Any` driver; what SQL differs per backend sits behind the
 //! [`dialect`]. Each statement is a small named function in the module of its tables.
 
+mod answers;
 mod dialect;
 mod directory;
 mod messages;

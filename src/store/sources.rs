@@ -96,11 +96,11 @@ impl Importer {
         Ok(rows.into_iter().map(|(c,)| c).collect())
     }
 
-    /// Keeps every other run of the source `name` out until this transaction ends, so two
-    /// replicas syncing one source apply it one after the other, each against what the other
-    /// committed.
-    pub async fn lock_source(&mut self, name: &str) -> Result<()> {
-        if let Some(sql) = self.dialect.lock_source() {
+    /// Keeps every other transaction that locks `name` out until this one ends: two replicas
+    /// syncing one source (`source so-theo-doi`), or deciding on one directive
+    /// (`directive NV-01`), go one after the other, each against what the other committed.
+    pub async fn lock_named(&mut self, name: &str) -> Result<()> {
+        if let Some(sql) = self.dialect.lock_named() {
             sqlx::query(sql).bind(name).execute(&mut *self.tx).await?;
         }
         Ok(())
@@ -127,7 +127,9 @@ impl Importer {
     /// Appends `rows` to the directives' history.
     pub async fn record_history(&mut self, rows: &[HistoryRow]) -> Result<()> {
         use super::directory::{insert_rows, opt_text, text, Value};
-        let values = rows.iter().map(|row| {
+        // A named function, not a closure: a closure's borrow would not be general enough for
+        // the futures that must be `Send` (the web handlers').
+        fn values(row: &HistoryRow) -> Vec<Value> {
             vec![
                 text(&row.id),
                 text(&row.code),
@@ -137,7 +139,8 @@ impl Importer {
                 text(&row.origin),
                 Value::Int(row.at),
             ]
-        });
+        }
+        let values = rows.iter().map(values);
         let columns = ["id", "code", "field", "old_value", "new_value", "origin", "at"];
         insert_rows(&mut self.tx, self.dialect, "directive_history", &columns, values, "").await
     }

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod answers;
 mod bench_smoke;
 mod chaos;
 mod chat_channels;

@@ -66,7 +66,7 @@ impl Dialect for Postgres {
     }
 
     /// Held to the end of the transaction; other sources sync meanwhile.
-    fn lock_source(&self) -> Option<&'static str> {
-        Some("SELECT pg_advisory_xact_lock(hashtext('nhacviec source ' || $1))")
+    fn lock_named(&self) -> Option<&'static str> {
+        Some("SELECT pg_advisory_xact_lock(hashtext('nhacviec ' || $1))")
     }
 }

@@ -92,7 +92,7 @@ impl Dialect for Sqlite {
     }
 
     /// `BEGIN IMMEDIATE` already keeps every other writer out.
-    fn lock_source(&self) -> Option<&'static str> {
+    fn lock_named(&self) -> Option<&'static str> {
         None
     }
 }
