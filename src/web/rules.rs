@@ -17,6 +17,10 @@ pub struct Standing {
 
 impl Standing {
     pub fn of(person: &Person, directive: &Directive, unit: Option<&Unit>) -> Standing {
+        // Someone who no longer works here keeps no link.
+        if !person.active {
+            return Standing::default();
+        }
         let code = Some(person.code.as_str());
         let head = unit.and_then(|u| u.head.as_deref()) == code;
         let leader = directive.leader.as_deref() == code || unit.and_then(|u| u.leader.as_deref()) == code;
@@ -174,6 +178,9 @@ mod tests {
         let head = Standing::of(&person("tp", Role::Head), &d, Some(&unit));
         let stranger = Standing::of(&person("other", Role::Officer), &d, Some(&unit));
         assert!(!stranger.related());
+        let mut gone = person("cv", Role::Officer);
+        gone.active = false;
+        assert!(!Standing::of(&gone, &d, Some(&unit)).related(), "an inactive person's link opens nothing");
         let none = OpenRequests::default();
         assert_eq!(
             available("cv", officer, &d, &none, today),
