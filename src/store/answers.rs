@@ -125,16 +125,4 @@ impl Store {
         let rows: Vec<AnswerRow> = sqlx::query_as(&sql).bind(code).fetch_all(&self.pool).await?;
         rows.into_iter().map(Answer::try_from).collect()
     }
-
-    /// Codes with a reported completion that nobody has confirmed or refused yet: their
-    /// assignee's reminders wait.
-    pub async fn completions_awaiting_confirmation(&self) -> Result<Vec<String>> {
-        let sql = "SELECT a.code FROM answers a
-                    WHERE a.kind = 'done'
-                      AND NOT EXISTS (SELECT 1 FROM answers b WHERE b.code = a.code AND b.kind = 'confirm'
-                                         AND (b.at > a.at OR (b.at = a.at AND b.id > a.id)))
-                    GROUP BY a.code";
-        let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|(c,)| c).collect())
-    }
 }
