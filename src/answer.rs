@@ -129,6 +129,26 @@ pub struct Answer {
     pub address: String,
 }
 
+impl Answer {
+    /// `kind` from `person` on `code` at `at`, its fields still to fill.
+    pub fn new(id: String, code: &str, person: &str, kind: AnswerKind, at: i64, address: &str) -> Answer {
+        Answer {
+            id,
+            code: code.into(),
+            person: person.into(),
+            kind,
+            note: None,
+            percent: None,
+            on_date: None,
+            cause: None,
+            measures: None,
+            accept: None,
+            at,
+            address: address.into(),
+        }
+    }
+}
+
 /// A directive's requests still waiting for a decision.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OpenRequests {
@@ -158,20 +178,7 @@ mod tests {
     use super::*;
 
     fn answer(kind: AnswerKind, at: i64) -> Answer {
-        Answer {
-            id: at.to_string(),
-            code: "NV-01".into(),
-            person: "cv".into(),
-            kind,
-            note: None,
-            percent: None,
-            on_date: None,
-            cause: None,
-            measures: None,
-            accept: None,
-            at,
-            address: "127.0.0.1".into(),
-        }
+        Answer::new(at.to_string(), "NV-01", "cv", kind, at, "127.0.0.1")
     }
 
     #[test]

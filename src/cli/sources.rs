@@ -187,8 +187,7 @@ pub async fn history(config: Arc<Config>, code: &str, json: bool) -> anyhow::Res
     )?;
     let mut events: Vec<(i64, String)> = Vec::new();
     for c in &changes {
-        let extension = c.field == "due_on" && c.old_value.is_some() && c.new_value > c.old_value;
-        let label = if extension { "gia hạn (extension)" } else { c.field.as_str() };
+        let label = if c.is_extension() { "gia hạn (extension)" } else { c.field.as_str() };
         events.push((
             c.at,
             format!(

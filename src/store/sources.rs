@@ -23,6 +23,13 @@ pub struct HistoryRow {
     pub at: i64,
 }
 
+impl HistoryRow {
+    /// A due date moved later: an extension (gia hạn). ISO dates compare as text.
+    pub fn is_extension(&self) -> bool {
+        self.field == "due_on" && self.old_value.is_some() && self.new_value > self.old_value
+    }
+}
+
 /// A source's last run, as `nhacviec sources` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct SourceRun {

@@ -270,20 +270,14 @@ async fn act(
 
 /// The answer the body describes, recorded at the wall clock.
 fn read_answer(kind: AnswerKind, fields: &Fields, visit: &Visit, clock: &Clock) -> Result<Answer, Invalid> {
-    let mut answer = Answer {
-        id: clock.new_id().to_string(),
-        code: visit.link.directive.clone(),
-        person: visit.link.person.clone(),
+    let mut answer = Answer::new(
+        clock.new_id().to_string(),
+        &visit.link.directive,
+        &visit.link.person,
         kind,
-        note: None,
-        percent: None,
-        on_date: None,
-        cause: None,
-        measures: None,
-        accept: None,
-        at: crate::clock::wall_seconds(),
-        address: visit.address.clone(),
-    };
+        crate::clock::wall_seconds(),
+        &visit.address,
+    );
     match kind {
         AnswerKind::Progress => {
             answer.note = Some(fields.required_text("note")?);
@@ -332,9 +326,7 @@ async fn apply(state: &WebState, link: &Link, answer: Answer) -> Result<(), Fail
         return Err(Failure::forbidden());
     }
     let open = open_requests(&tx.answers_in(&directive.code).await?);
-    let today = chrono::DateTime::from_timestamp(answer.at, 0)
-        .map(|t| t.with_timezone(&state.timezone).date_naive())
-        .unwrap_or_default();
+    let today = view::date_at(answer.at, state.timezone);
     rules::check(answer.kind, &person.code, standing, &directive, &open, today)?;
     match answer.kind {
         AnswerKind::Done if answer.on_date.is_some_and(|d| d > today) => {

@@ -2,7 +2,7 @@
 //! plain form per answer the visitor may give (no JavaScript, no cookies): each form posts to
 //! the JSON API's path, form-encoded, and is answered 303 back to the page.
 
-use super::view::{is_extension, time, Event, View};
+use super::view::{time, Event, View};
 use crate::answer::AnswerKind;
 use std::fmt::Write as _;
 
@@ -131,7 +131,7 @@ fn event_text(event: &Event) -> String {
     match event {
         Event::Change(c) if c.field == "created" => format!("Tiếp nhận từ {}", escape(&c.origin)),
         Event::Change(c) => {
-            let label = if is_extension(c) { "Gia hạn" } else { c.field.as_str() };
+            let label = if c.is_extension() { "Gia hạn" } else { c.field.as_str() };
             format!(
                 "{}: {} → {} <span class=\"when\">({})</span>",
                 escape(label),

@@ -140,20 +140,7 @@ mod tests {
     }
 
     fn request(kind: AnswerKind, person: &str) -> Answer {
-        Answer {
-            id: "1".into(),
-            code: "NV-01".into(),
-            person: person.into(),
-            kind,
-            note: None,
-            percent: None,
-            on_date: None,
-            cause: None,
-            measures: None,
-            accept: None,
-            at: 0,
-            address: String::new(),
-        }
+        Answer::new("1".into(), "NV-01", person, kind, 0, "")
     }
 
     fn person(code: &str, role: Role) -> Person {

@@ -44,7 +44,7 @@ impl Event {
         match self {
             Event::Change(c) => json!({
                 "type": "change", "at": when, "field": c.field, "old": c.old_value, "new": c.new_value,
-                "origin": c.origin, "extension": is_extension(c),
+                "origin": c.origin, "extension": c.is_extension(),
             }),
             Event::Notice(n) => json!({
                 "type": "notice", "at": when, "kind": n.kind, "stage": n.stage, "recipient": n.recipient,
@@ -59,9 +59,9 @@ impl Event {
     }
 }
 
-/// A due date moved later: an extension (gia hạn).
-pub fn is_extension(change: &HistoryRow) -> bool {
-    change.field == "due_on" && change.old_value.is_some() && change.new_value > change.old_value
+/// The agency's date at `at` (Unix seconds).
+pub fn date_at(at: i64, tz: chrono_tz::Tz) -> chrono::NaiveDate {
+    chrono::DateTime::from_timestamp(at, 0).map(|t| t.with_timezone(&tz).date_naive()).unwrap_or_default()
 }
 
 /// RFC 3339 in the agency's zone.
@@ -83,9 +83,7 @@ pub async fn load(state: &WebState, link: &super::token::Link) -> Result<Option<
     }
     let answers = store.answers_of(&directive.code).await?;
     let open = open_requests(&answers);
-    let today = chrono::DateTime::from_timestamp(crate::clock::wall_seconds(), 0)
-        .map(|t| t.with_timezone(&state.timezone).date_naive())
-        .unwrap_or_default();
+    let today = date_at(crate::clock::wall_seconds(), state.timezone);
     let actions = rules::available(&visitor.code, standing, &directive, &open, today);
     let mut timeline: Vec<Event> = store.history_of(&directive.code).await?.into_iter().map(Event::Change).collect();
     timeline.extend(store.notices_of(&directive.code).await?.into_iter().map(Event::Notice));
